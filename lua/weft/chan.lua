@@ -1,0 +1,294 @@
+-- weft.chan: channels with Go's semantics (FIFO, unbuffered or buffered,
+-- close drains then ends) and every wait cancellable through its context.
+--
+-- A channel is a userdata (so that #ch works: LuaJIT honours __len only on
+-- userdata) keyed into a weak table of states. The state never refers back
+-- to the userdata, so an unreachable channel is collected with its state.
+
+local S = require "weft.sched"
+local errors = require "weft.errors"
+
+local R = S.R
+local T_CTX = S.T_CTX
+local park, wake, wq_new, wq_push, wq_pop = S.park, S.wake, S.wq_new,
+  S.wq_push, S.wq_pop
+local CtxMT = S.CtxMT
+local type, getmetatable, error, format, newproxy = type, getmetatable, error,
+  string.format, newproxy
+local typeerror, argerror = S.typeerror, S.argerror
+
+local M = {}
+
+-- Sentinels a waker passes as the second wake value.
+local CLOSED = {}       -- a select's receive case saw the channel close
+local SEND_CLOSED = {}  -- a blocked send's channel was closed under it
+M.CLOSED, M.SEND_CLOSED = CLOSED, SEND_CLOSED
+
+local states = setmetatable({}, { __mode = "k" })
+local proto = newproxy(true)
+local mt = getmetatable(proto)
+local methods = {}
+mt.__index = methods
+mt.__name = "weft.chan"
+M.states = states
+local nchans = 0
+
+-- new(cap) -> userdata
+local function new(cap)
+  local u = newproxy(proto)
+  nchans = nchans + 1
+  local c = { buf = {}, bh = 1, bn = 0, cap = cap, closed = false,
+    id = nchans }
+  c.rq = wq_new(c, "recv")
+  c.sq = wq_new(c, "send")
+  states[u] = c
+  return u
+end
+R.chan_new = new
+
+function M.chan(cap)
+  if cap == nil then
+    cap = 0
+  elseif type(cap) ~= "number" or cap < 0 or cap % 1 ~= 0 then
+    argerror(1, "chan", "non-negative integer expected, got " ..
+      (type(cap) == "number" and tostring(cap) or type(cap)))
+  end
+  return new(cap)
+end
+
+local function check(u, fname)
+  local c = states[u]
+  if not c then
+    error(format("bad argument #1 to '%s' (weft.chan expected, got %s)",
+      fname, type(u)), 3)
+  end
+  return c
+end
+M.check = check
+
+local function checkctx(ctx, n, fname, t)
+  if ctx == nil then return t[T_CTX] end
+  if getmetatable(ctx) ~= CtxMT then typeerror(n, fname, "weft.ctx", ctx, 3) end
+  return ctx
+end
+
+-- Append v to the buffer (the caller checked there is room).
+local function buf_put(c, v)
+  local n = c.bn
+  local i = c.bh + n
+  local cap = c.cap
+  if i > cap then i = i - cap end
+  c.buf[i] = v
+  c.bn = n + 1
+end
+
+-- Take the oldest buffered value (the caller checked there is one).
+local function buf_take(c)
+  local buf, h = c.buf, c.bh
+  local v = buf[h]
+  buf[h] = nil
+  h = h + 1
+  if h > c.cap then h = 1 end
+  c.bh = h
+  c.bn = c.bn - 1
+  return v
+end
+
+-- try_send(c, v) -> true if v was delivered or buffered without waiting.
+-- Raises on a closed channel.
+local function try_send(c, v)
+  if c.closed then return nil end
+  local r, k = wq_pop(c.rq)
+  if r then
+    if k == 0 then wake(r, v) else wake(r, k, v) end
+    return true
+  end
+  if c.bn < c.cap then
+    buf_put(c, v)
+    return true
+  end
+  return false
+end
+M.try_send = try_send
+
+-- try_recv(c) -> v, or nil and closed (true when the channel is closed and
+-- drained); nil, false when a receive would have to wait.
+local function try_recv(c)
+  if c.bn > 0 then
+    local v = buf_take(c)
+    local s, k, sv = wq_pop(c.sq)
+    if s then
+      buf_put(c, sv)
+      if k == 0 then wake(s, true) else wake(s, k) end
+    end
+    return v
+  end
+  local s, k, sv = wq_pop(c.sq)
+  if s then
+    if k == 0 then wake(s, true) else wake(s, k) end
+    return sv
+  end
+  return nil, c.closed
+end
+M.try_recv = try_recv
+
+-- close(c): wake every receiver with "closed" and every blocked sender with
+-- the error Go would panic with.
+local function close(c)
+  c.closed = true
+  while true do
+    local r, k = wq_pop(c.rq)
+    if not r then break end
+    if k == 0 then wake(r, nil, errors.closed()) else wake(r, k, CLOSED) end
+  end
+  while true do
+    local s, k = wq_pop(c.sq)
+    if not s then break end
+    if k == 0 then wake(s, SEND_CLOSED) else wake(s, k, SEND_CLOSED) end
+  end
+end
+M.close = close
+
+function R.close_done(u)
+  local c = states[u]
+  if not c.closed then close(c) end
+end
+
+function R.chan_describe(c)
+  return format("weft.chan #%d (len %d, cap %d%s)", c.id, c.bn, c.cap,
+    c.closed and ", closed" or "")
+end
+
+--[[ Methods ]]
+
+-- ch:send(v [, ctx]) -> true | nil, err
+function methods.send(u, v, ctx)
+  local c = check(u, "send")
+  local t = S.cur("send")
+  if v == nil then argerror(1, "send", "non-nil value expected") end
+  ctx = checkctx(ctx, 2, "send", t)
+  local n = ctx.node
+  if n and n.cerr then return nil, n.cerr end
+  if c.closed then error("send on closed channel", 2) end
+  -- Inline try_send: this is the hot path of every producer.
+  local r, k = wq_pop(c.rq)
+  if r then
+    if k == 0 then wake(r, v) else wake(r, k, v) end
+    return true
+  end
+  local bn = c.bn
+  if bn < c.cap then
+    local i = c.bh + bn
+    if i > c.cap then i = i - c.cap end
+    c.buf[i] = v
+    c.bn = bn + 1
+    return true
+  end
+  local q = c.sq
+  wq_push(q, t, 0, v)
+  local a, b = park(t, q, ctx)
+  if a == SEND_CLOSED then error("send on closed channel", 2) end
+  return a, b
+end
+
+-- ch:recv([ctx]) -> v | nil, err (kind "closed", "canceled" or "deadline")
+function methods.recv(u, ctx)
+  local c = check(u, "recv")
+  local t = S.cur("recv")
+  ctx = checkctx(ctx, 1, "recv", t)
+  local n = ctx.node
+  if n and n.cerr then return nil, n.cerr end
+  local bn = c.bn
+  if bn > 0 then
+    -- Inline buf_take for the consumer's hot path.
+    local buf, h = c.buf, c.bh
+    local v = buf[h]
+    buf[h] = nil
+    h = h + 1
+    if h > c.cap then h = 1 end
+    c.bh = h
+    c.bn = bn - 1
+    local q = c.sq
+    if q.h < q.e then
+      local s, k, sv = wq_pop(q)
+      if s then
+        buf_put(c, sv)
+        if k == 0 then wake(s, true) else wake(s, k) end
+      end
+    end
+    return v
+  end
+  local s, k, sv = wq_pop(c.sq)
+  if s then
+    if k == 0 then wake(s, true) else wake(s, k) end
+    return sv
+  end
+  if c.closed then return nil, errors.closed() end
+  local q = c.rq
+  wq_push(q, t, 0, nil)
+  return park(t, q, ctx)
+end
+
+-- ch:close(): closing twice raises, as in Go.
+function methods.close(u)
+  local c = check(u, "close")
+  if c.closed then error("close of closed channel", 2) end
+  close(c)
+end
+
+-- for v in ch:iter([ctx]) do ... end: ends when the channel is closed and
+-- drained, or when the context is cancelled (check ctx:err() to tell).
+function methods.iter(u, ctx)
+  check(u, "iter")
+  if ctx ~= nil and getmetatable(ctx) ~= CtxMT then
+    typeerror(1, "iter", "weft.ctx", ctx)
+  end
+  local recv = methods.recv
+  return function()
+    return (recv(u, ctx))
+  end
+end
+
+function methods.cap(u)
+  return check(u, "cap").cap
+end
+
+function methods.len(u)
+  return check(u, "len").bn
+end
+
+function methods.closed(u)
+  return check(u, "closed").closed
+end
+
+function mt.__len(u)
+  return states[u].bn
+end
+
+function mt.__tostring(u)
+  local c = states[u]
+  return format("weft.chan: #%d (len %d, cap %d%s)", c.id, c.bn, c.cap,
+    c.closed and ", closed" or "")
+end
+
+--[[ weft.after ]]
+
+local function after_fire(c)
+  try_send(c, S.now())
+end
+
+-- weft.after(seconds) -> a channel that receives weft.now() once, after
+-- `seconds`.
+function M.after(s)
+  if type(s) ~= "number" or s ~= s then typeerror(1, "after", "number", s) end
+  local u = new(1)
+  if s < math.huge then
+    -- NOTE: the timer keeps the channel until it fires, as Go's time.After
+    -- did before Go 1.23; in long loops prefer a context with a timeout.
+    S.timer_start(S.now() + (s > 0 and s or 0), after_fire, states[u])
+  end
+  return u
+end
+
+M.methods = methods
+return M

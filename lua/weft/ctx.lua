@@ -1,0 +1,197 @@
+-- weft.ctx: contexts, as in Go's context package, with Trio's cancel scopes.
+--
+-- The cancellation machinery (nodes, waking blocked tasks) is in weft.sched;
+-- this module is the public surface: derivation, values, deadlines, done
+-- channels and weft.scope.
+
+local S = require "weft.sched"
+local errors = require "weft.errors"
+
+local R, Ctx, CtxMT = S.R, S.Ctx, S.CtxMT
+local T_CTX = S.T_CTX
+local node_new, node_cancel, node_deadline = S.node_new, S.node_cancel,
+  S.node_deadline
+local type, getmetatable, setmetatable, format = type, getmetatable,
+  setmetatable, string.format
+local select, unpack, xpcall, error = select, unpack, xpcall, error
+local typeerror, argerror = S.typeerror, S.argerror
+
+local M = {}
+
+local SCOPE_END = errors.canceled(errors.new("finished", "scope finished"))
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+local function checkctx(c, n, fname)
+  if getmetatable(c) ~= CtxMT then typeerror(n, fname, "weft.ctx", c, 3) end
+  return c
+end
+
+-- weft.context() -> the running task's context (background outside tasks).
+function M.context()
+  local t = R.cur
+  if not t then return S.background end
+  return S.context(t)
+end
+
+function M.background()
+  return S.background
+end
+
+-- A parent may be omitted: the running task's context is used.
+local function parent_of(p, fname)
+  if p == nil then return M.context() end
+  return checkctx(p, 1, fname)
+end
+
+local function canceller(c)
+  return function(cause)
+    node_cancel(c, errors.canceled(cause))
+  end
+end
+
+-- weft.with_cancel([parent]) -> ctx, cancel([cause])
+function M.with_cancel(parent)
+  local c = node_new(parent_of(parent, "with_cancel"))
+  return c, canceller(c)
+end
+
+-- weft.with_deadline([parent,] t) -> ctx, cancel([cause])
+function M.with_deadline(parent, t)
+  if t == nil and type(parent) == "number" then parent, t = nil, parent end
+  parent = parent_of(parent, "with_deadline")
+  if type(t) ~= "number" or t ~= t then
+    typeerror(2, "with_deadline", "number", t)
+  end
+  local c = node_new(parent, t)
+  node_deadline(c, t)
+  return c, canceller(c)
+end
+
+-- weft.with_timeout([parent,] seconds) -> ctx, cancel([cause])
+function M.with_timeout(parent, s)
+  if s == nil and type(parent) == "number" then parent, s = nil, parent end
+  parent = parent_of(parent, "with_timeout")
+  if type(s) ~= "number" or s ~= s then
+    typeerror(2, "with_timeout", "number", s)
+  end
+  return M.with_deadline(parent, S.now() + s)
+end
+
+-- weft.with_value(parent, key, value) -> ctx
+function M.with_value(parent, k, v)
+  parent = parent_of(parent, "with_value")
+  if k == nil then argerror(2, "with_value", "key expected, got nil") end
+  return setmetatable({ parent = parent, node = parent.node,
+    dl = parent.dl, key = k, val = v }, CtxMT)
+end
+
+--[[ Methods ]]
+
+-- ctx:err() -> nil | err (kind "canceled" or "deadline")
+function Ctx:err()
+  checkctx(self, 1, "err")
+  local n = self.node
+  return n and n.cerr or nil
+end
+
+-- ctx:cause() -> nil | the cause given to cancel, else the error itself
+function Ctx:cause()
+  checkctx(self, 1, "cause")
+  local n = self.node
+  local e = n and n.cerr
+  if not e then return nil end
+  if e.cause ~= nil then return e.cause end
+  return e
+end
+
+function Ctx:deadline()
+  checkctx(self, 1, "deadline")
+  return self.dl
+end
+
+-- ctx:value(k) -> the value of the nearest with_value for k, or nil
+function Ctx:value(k)
+  checkctx(self, 1, "value")
+  local c = self
+  while c do
+    if c.key == k and c.key ~= nil then return c.val end
+    c = c.parent
+  end
+  return nil
+end
+
+-- ctx:done() -> a channel closed when ctx is cancelled (never, for
+-- background), for select.
+function Ctx:done()
+  checkctx(self, 1, "done")
+  local n = self.node
+  if not n then
+    local never = R.never
+    if not never then
+      never = R.chan_new(0)
+      R.never = never
+    end
+    return never
+  end
+  local d = n.donech
+  if not d then
+    d = R.chan_new(0)
+    n.donech = d
+    if n.cerr then R.close_done(d) end
+  end
+  return d
+end
+
+function CtxMT.__tostring(c)
+  local n = c.node
+  local kind = c == S.background and "background" or
+    (n == c and "cancel" or "value")
+  local state = n and n.cerr and n.cerr.kind or "active"
+  if c.dl then state = format("%s, deadline %.3f", state, c.dl) end
+  return format("weft.ctx: %s (%s)", kind, state)
+end
+
+-- weft.scope(fn [, opts]) -> fn's results: run fn(ctx) in the running task
+-- under a new cancel scope (opts.timeout / opts.dl / opts.ctx as the
+-- parent). The scope is cancelled when fn returns, as Go's `defer cancel()`.
+function M.scope(fn, opts)
+  local t = S.cur("scope")
+  if type(fn) ~= "function" then typeerror(1, "scope", "function", fn) end
+  if opts ~= nil and type(opts) ~= "table" then
+    typeerror(2, "scope", "table", opts)
+  end
+  opts = opts or {}
+  local parent = opts.ctx
+  if parent == nil then
+    parent = S.context(t)
+  elseif getmetatable(parent) ~= CtxMT then
+    argerror(2, "scope", "field 'ctx': weft.ctx expected, got " ..
+      type(parent))
+  end
+  local deadline = opts.deadline
+  if opts.timeout ~= nil then
+    if type(opts.timeout) ~= "number" then
+      argerror(2, "scope", "field 'timeout': number expected, got " ..
+        type(opts.timeout))
+    end
+    local d = S.now() + opts.timeout
+    if deadline == nil or d < deadline then deadline = d end
+  elseif deadline ~= nil and type(deadline) ~= "number" then
+    argerror(2, "scope", "field 'deadline': number expected, got " ..
+      type(deadline))
+  end
+  local c = node_new(parent, deadline)
+  if deadline then node_deadline(c, deadline) end
+  local saved = t[T_CTX]
+  t[T_CTX] = c
+  local r = pack(xpcall(fn, S.trap, c))
+  t[T_CTX] = saved
+  node_cancel(c, SCOPE_END)
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+return M

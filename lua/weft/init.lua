@@ -1,0 +1,70 @@
+-- weft: the public Lua surface. Everything here is re-exported from the
+-- modules that implement it; see docs/api.md for the reference.
+
+local core = require "weft.core"
+local S = require "weft.sched"
+local ctx = require "weft.ctx"
+local chan = require "weft.chan"
+local sel = require "weft.select"
+local errors = require "weft.errors"
+
+local R = S.R
+local type = type
+
+local weft = {
+  _VERSION = core.version,
+
+  -- tasks and time
+  go = S.go,
+  spawn = S.spawn,
+  current = S.current,
+  yield = S.yield,
+  sleep = S.sleep,
+  now = S.now,
+
+  -- contexts
+  background = ctx.background,
+  context = ctx.context,
+  with_cancel = ctx.with_cancel,
+  with_timeout = ctx.with_timeout,
+  with_deadline = ctx.with_deadline,
+  with_value = ctx.with_value,
+  scope = ctx.scope,
+
+  -- channels
+  chan = chan.chan,
+  after = chan.after,
+  select = sel.select,
+
+  -- errors
+  errors = {
+    new = errors.new,
+    is_error = errors.is_error,
+  },
+}
+
+-- weft.run(fn, ...) -> fn's results | nil, err: run fn as a top-level task
+-- and drive the loop until it and every task it started have finished. For
+-- plain Lua code that is not inside a runtime yet (`require "weft"` from a
+-- stock luajit); inside a task, use weft.go and task:join.
+function weft.run(fn, ...)
+  if R.cur then
+    error("weft.run: already inside a task (use weft.go and task:join)", 2)
+  end
+  if type(fn) ~= "function" then S.typeerror(1, "run", "function", fn) end
+  local t = S.spawn_root(fn, "main", ...)
+  local status, msg = core.drive()
+  S.take_failures()
+  if status == "deadlock" then
+    -- Unlike the command, which exits, a host goes on: cancel the blocked
+    -- tasks so they can clean up, and forget any that block again.
+    local err = errors.new("deadlock", msg)
+    S.cancel_root(err)
+    if core.drive() == "deadlock" then S.abandon() end
+    S.take_failures()
+    return nil, err
+  end
+  return S.results(t)
+end
+
+return weft

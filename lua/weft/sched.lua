@@ -1,0 +1,1067 @@
+-- weft.sched: tasks, the run queue, parking and waking, timers and cancel
+-- nodes.
+--
+-- This is the hot path, so it is written for LuaJIT's interpreter as much as
+-- for its compiler: state that every switch touches lives in Lua tables
+-- (measured: a table access costs ~4 ns interpreted, a cdata field ~35 ns and
+-- an FFI call ~57 ns), and C is reached through FFI only for the clock and
+-- the timer heap, which the libuv side owns (see docs/internals.md).
+--
+-- A task is a table with its state in array slots (see T_* below), so that a
+-- million sleeping tasks cost little more than their coroutines. A blocked
+-- task is "parked": T_WAIT says on what, and whoever satisfies the wait calls
+-- wake(t, a, b), which puts it on the run queue; the trampoline (tick) later
+-- resumes its coroutine with (a, b). Wait queues hold (task, seq) entries;
+-- each wake bumps the task's T_SEQ, so entries of a wait that ended (the
+-- losing cases of a select, a cancelled receive) become dead in O(1) and are
+-- skipped or compacted away later.
+
+local ffi = require "ffi"
+local core = require "weft.core"
+local errors = require "weft.errors"
+
+local resume, yield, create, running = coroutine.resume, coroutine.yield,
+  coroutine.create, coroutine.running
+local type, select, unpack, error, xpcall, pairs, next = type, select,
+  unpack, error, xpcall, pairs, next
+local setmetatable, getmetatable, format = setmetatable, getmetatable,
+  string.format
+local getinfo, getlocal = debug.getinfo, debug.getlocal
+local band = bit.band
+
+ffi.cdef [[
+typedef struct weft_runtime weft_runtime;
+struct weft__api {
+  double (*now)(weft_runtime *rt);
+  uint32_t (*timer_add)(weft_runtime *rt, double deadline);
+  void (*timer_del)(weft_runtime *rt, uint32_t id);
+  uint32_t (*timer_pop)(weft_runtime *rt, double now);
+  double (*timer_deadline)(weft_runtime *rt, uint32_t id);
+  uint32_t (*events)(weft_runtime *rt);
+};
+]]
+
+local api = ffi.cast("const struct weft__api *", core.api)
+local rt = ffi.cast("weft_runtime *", core.rt)
+local c_now, c_timer_add, c_timer_del, c_timer_pop = api.now, api.timer_add,
+  api.timer_del, api.timer_pop
+local c_events = api.events
+
+-- Event bits set by the C side (runtime.c, WEFT__EV_*).
+local EV_INTERRUPT, EV_QUIT, EV_POST = 1, 2, 4
+
+local S = {}
+
+-- R is the runtime's Lua-side state shared by the weft modules: the running
+-- task (R.cur) and the late-bound hooks of modules loaded after this one.
+local R = { cur = nil }
+S.R = R
+
+-- Task slots.
+local T_CO = 1      -- coroutine; before the first run, the task's function
+local T_CTX = 2     -- current context
+local T_PARENT = 3  -- parent task (nil for a top-level task)
+local T_WAIT = 4    -- what the task is parked on, or nil
+local T_SEQ = 5     -- wait sequence number; bumped by every wake
+local T_NLIVE = 6   -- children not finished yet
+local T_X = 7       -- extension table (name, node, results, joiners...) or nil
+local T_LIVE = 8    -- index in the live registry; nil once finished
+local T_ID = 9      -- task id, in creation order
+local T_WCTX = 10   -- context the current wait is under
+S.T_CO, S.T_CTX, S.T_PARENT, S.T_WAIT, S.T_SEQ = T_CO, T_CTX, T_PARENT,
+  T_WAIT, T_SEQ
+S.T_NLIVE, S.T_X, S.T_LIVE, S.T_ID = T_NLIVE, T_X, T_LIVE, T_ID
+
+-- Sentinels a task's coroutine yields to the trampoline. They are private, so
+-- a yield from user code (coroutine.yield in a task) cannot be mistaken for
+-- one of ours.
+local WAIT, YIELD, FREE = {}, {}, {}
+local FOREVER = {}  -- T_WAIT of a task parked with no waker but cancellation
+
+local Task = {}
+local TaskMT = { __index = Task, __name = "weft.task" }
+S.Task, S.TaskMT = Task, TaskMT
+
+local Ctx = {}
+local CtxMT = { __index = Ctx, __name = "weft.ctx" }
+S.Ctx, S.CtxMT = Ctx, CtxMT
+
+local function ext(t)
+  local x = t[T_X]
+  if not x then
+    x = {}
+    t[T_X] = x
+  end
+  return x
+end
+
+local function argerror(n, fname, msg, level)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), (level or 2) + 1)
+end
+S.argerror = argerror
+
+local function typeerror(n, fname, expected, v, level)
+  argerror(n, fname, format("%s expected, got %s", expected, type(v)),
+    (level or 2) + 1)
+end
+S.typeerror = typeerror
+
+--[[ Run queue ]]
+-- Two arrays: wakes append to `fill`; tick runs `run` from run_i to run_n,
+-- then swaps. Indices restart at 1 on every swap, so both stay dense arrays.
+local fill_t, fill_a, fill_b, fill_n = {}, {}, {}, 0
+local run_t, run_a, run_b, run_i, run_n = {}, {}, {}, 1, 0
+
+local function push(t, a, b)
+  local n = fill_n + 1
+  fill_n = n
+  fill_t[n] = t
+  fill_a[n] = a
+  fill_b[n] = b
+end
+
+-- wake(t, a, b): end t's wait; its park returns (a, b).
+local function wake(t, a, b)
+  t[T_WAIT] = nil
+  t[T_SEQ] = t[T_SEQ] + 1
+  local n = fill_n + 1
+  fill_n = n
+  fill_t[n] = t
+  fill_a[n] = a
+  fill_b[n] = b
+end
+S.wake = wake
+
+--[[ Timers ]]
+-- The heap lives in C (timer.c); Lua keeps what to do when each id fires.
+local tfn, targ = {}, {}
+local ntimers = 0
+
+local function now()
+  return c_now(rt)
+end
+S.now = now
+
+local function timer_start(deadline, fn, arg)
+  local id = c_timer_add(rt, deadline)
+  if id == 0 then error("weft: out of memory (timer heap)", 2) end
+  tfn[id] = fn
+  targ[id] = arg
+  ntimers = ntimers + 1
+  return id
+end
+S.timer_start = timer_start
+
+local function timer_stop(id)
+  c_timer_del(rt, id)
+  if tfn[id] then
+    tfn[id] = nil
+    targ[id] = nil
+    ntimers = ntimers - 1
+  end
+end
+S.timer_stop = timer_stop
+
+local function fire_timers()
+  if ntimers == 0 then return end
+  local t = c_now(rt)
+  local id = c_timer_pop(rt, t)
+  while id ~= 0 do
+    local f, a = tfn[id], targ[id]
+    tfn[id] = nil
+    targ[id] = nil
+    ntimers = ntimers - 1
+    f(a)
+    id = c_timer_pop(rt, t)
+  end
+end
+
+--[[ Wait queues ]]
+-- A queue is a table whose array part holds entries of four slots (task,
+-- seq, case index, value) from q.h up to q.e; case 0 marks a plain send or
+-- receive, a positive case a select. q.dead counts entries known to be dead.
+local Waitq = {}
+local WaitqMT = { __index = Waitq, __name = "weft.waitq" }
+S.WaitqMT = WaitqMT
+
+local function wq_new(owner, dir)
+  return setmetatable({ h = 1, e = 1, dead = 0, owner = owner, dir = dir },
+    WaitqMT)
+end
+S.wq_new = wq_new
+
+-- Move the live entries to the front, dropping dead ones. Returns the new end.
+local function wq_compact(q)
+  local j = 1
+  for i = q.h, q.e - 1, 4 do
+    local t, s, k, v = q[i], q[i + 1], q[i + 2], q[i + 3]
+    q[i] = nil
+    q[i + 3] = nil
+    if t[T_SEQ] == s then
+      q[j], q[j + 1], q[j + 2], q[j + 3] = t, s, k, v
+      j = j + 4
+    end
+  end
+  q.h, q.e, q.dead = 1, j, 0
+  return j
+end
+
+local function wq_push(q, t, k, v)
+  local e = q.e
+  local dead, h = q.dead, q.h
+  -- Compact when over half the entries are dead, or when the head has moved
+  -- far: either keeps the array part dense and memory bounded by live waits.
+  if (dead > 16 and dead * 8 > e - h) or (h > 1024 and h * 2 > e) then
+    e = wq_compact(q)
+  end
+  q[e], q[e + 1], q[e + 2], q[e + 3] = t, t[T_SEQ], k, v
+  q.e = e + 4
+end
+S.wq_push = wq_push
+
+-- wq_pop(q) -> t, k, v of the first live entry, removed; or nil.
+local function wq_pop(q)
+  local h, e = q.h, q.e
+  while h < e do
+    local t, s = q[h], q[h + 1]
+    local k, v = q[h + 2], q[h + 3]
+    q[h] = nil
+    q[h + 3] = nil
+    h = h + 4
+    if t[T_SEQ] == s then
+      if h == e then
+        q.h, q.e, q.dead = 1, 1, 0
+      else
+        q.h = h
+      end
+      return t, k, v
+    end
+    local d = q.dead
+    if d > 0 then q.dead = d - 1 end
+  end
+  q.h, q.e, q.dead = 1, 1, 0
+  return nil
+end
+S.wq_pop = wq_pop
+
+-- wq_ready(q) -> true if a live entry waits; drops dead ones at the head.
+local function wq_ready(q)
+  local h, e = q.h, q.e
+  while h < e do
+    if q[h][T_SEQ] == q[h + 1] then
+      q.h = h
+      return true
+    end
+    q[h] = nil
+    q[h + 3] = nil
+    h = h + 4
+    local d = q.dead
+    if d > 0 then q.dead = d - 1 end
+  end
+  q.h, q.e, q.dead = 1, 1, 0
+  return false
+end
+S.wq_ready = wq_ready
+
+-- wq_count(q) -> number of live entries (for introspection only).
+local function wq_count(q)
+  local n = 0
+  for i = q.h, q.e - 1, 4 do
+    if q[i][T_SEQ] == q[i + 1] then n = n + 1 end
+  end
+  return n
+end
+S.wq_count = wq_count
+
+--[[ Parking ]]
+
+-- park(t, w, ctx) -> a, b: block the running task t on w until woken.
+-- The caller has already checked ctx and queued t where a waker finds it.
+local unpark
+
+local function park(t, w, ctx)
+  t[T_WAIT] = w
+  if running() ~= t[T_CO] then
+    -- Undo what the caller set up (queue entry, timer) before refusing.
+    unpark(t)
+    t[T_WAIT] = nil
+    t[T_SEQ] = t[T_SEQ] + 1
+    error("weft: blocking call inside a coroutine the task created itself " ..
+      "(run it as a task with weft.go instead)", 3)
+  end
+  t[T_WCTX] = ctx
+  local n = ctx.node
+  if n then n.blocked[t] = true end
+  local a, b = yield(WAIT)
+  if n then n.blocked[t] = nil end
+  t[T_WCTX] = nil
+  return a, b
+end
+S.park = park
+
+-- unpark(t): take a parked t off whatever it waits on, so that it can be
+-- woken by someone else (cancellation).
+function unpark(t)
+  local w = t[T_WAIT]
+  if type(w) == "number" then
+    timer_stop(w)
+  elseif getmetatable(w) == WaitqMT then
+    w.dead = w.dead + 1
+  elseif w ~= FOREVER then
+    R.select_unpark(w)
+  end
+end
+S.unpark = unpark
+
+-- cur(fname) -> the running task; raises when not inside one.
+local function cur(fname)
+  local t = R.cur
+  if not t then
+    error(format("%s: not inside a task (start one with weft.run)", fname), 3)
+  end
+  return t
+end
+S.cur = cur
+
+--[[ Cancel nodes ]]
+-- A cancellable context (with_cancel, with_timeout, a task's own scope) is a
+-- node: it knows the tasks blocked under it and its child nodes. A value
+-- context points at its nearest node; background has none.
+
+local function node_new(parent, deadline)
+  local pd = parent.dl
+  if deadline == nil or (pd and pd <= deadline) then deadline = pd end
+  local c = setmetatable({ parent = parent, dl = deadline,
+    blocked = {} }, CtxMT)
+  c.node = c
+  local pn = parent.node
+  if pn then
+    local e = pn.cerr
+    if e then
+      c.cerr = e
+    else
+      local ch = pn.children
+      if not ch then
+        ch = {}
+        pn.children = ch
+      end
+      ch[c] = true
+    end
+  end
+  return c
+end
+S.node_new = node_new
+
+-- node_cancel(c, err): cancel c and every node under it, waking every task
+-- blocked under them with (nil, err). Idempotent: the first error stays.
+local function node_cancel(c, err)
+  if c.cerr then return end
+  c.cerr = err
+  local id = c.timer
+  if id then
+    c.timer = nil
+    timer_stop(id)
+  end
+  local pn = c.parent.node
+  if pn and pn.children then pn.children[c] = nil end
+  for t in pairs(c.blocked) do
+    if t[T_WAIT] ~= nil then
+      unpark(t)
+      wake(t, nil, err)
+    end
+  end
+  if c.donech then R.close_done(c.donech) end
+  local ch = c.children
+  if ch then
+    c.children = nil
+    for k in pairs(ch) do node_cancel(k, err) end
+  end
+end
+S.node_cancel = node_cancel
+
+local function deadline_fire(c)
+  c.timer = nil
+  node_cancel(c, errors.deadline())
+end
+
+-- node_deadline(c, deadline): arm c's deadline timer (the caller made c with
+-- that deadline); fires at once when it has passed.
+local function node_deadline(c, deadline)
+  if c.cerr or deadline ~= c.dl then return end
+  if deadline <= now() then
+    node_cancel(c, errors.deadline())
+  elseif deadline < math.huge then
+    c.timer = timer_start(deadline, deadline_fire, c)
+  end
+end
+S.node_deadline = node_deadline
+
+local background = setmetatable({}, CtxMT)
+S.background = background
+R.root_ctx = node_new(background)
+
+-- own_node(t) -> t's own scope node, made on first use. A task that never
+-- spawns, derives a context or is cancelled never pays for one. Everything
+-- that derives from a task's context calls this first, so the node is always
+-- the root of what the task creates and task:cancel() reaches all of it.
+local function own_node(t)
+  local x = ext(t)
+  local n = x.node
+  if not n then
+    n = node_new(t[T_CTX])
+    x.node = n
+    t[T_CTX] = n
+  end
+  return n
+end
+S.own_node = own_node
+
+-- context(t) -> the task's current context, ready to derive from.
+local function context(t)
+  local x = t[T_X]
+  if not (x and x.node) then own_node(t) end
+  return t[T_CTX]
+end
+S.context = context
+
+--[[ Tasks ]]
+local live, nlive = {}, 0     -- registry of unfinished tasks
+local next_id = 1
+local pool, npool = {}, 0     -- idle coroutines, reused by new tasks
+local POOL_MAX = 65536
+local nroots = 0
+
+local function task_fn(t)
+  local f = t[T_CO]
+  if type(f) == "function" then return f end
+  if type(f) == "thread" then
+    -- The coroutine runs body(t, fn, args): find body's frame, read fn.
+    for level = 0, 1e6 do
+      local info = getinfo(f, level, "f")
+      if not info then break end
+      if info.func == S.body then
+        local _, fn = getlocal(f, level, 2)
+        return fn
+      end
+    end
+  end
+  return nil
+end
+
+-- task_name(t) -> the name given at spawn, else the function's source:line.
+local function task_name(t)
+  local x = t[T_X]
+  if x and x.name then return x.name end
+  local fn = task_fn(t)
+  if not fn then return "?" end
+  local info = getinfo(fn, "S")
+  if info.what == "C" then return "[C]" end
+  return info.short_src .. ":" .. info.linedefined
+end
+S.task_name = task_name
+
+local function spawn(fn, parent, ctx, name, args)
+  local id = next_id
+  next_id = id + 1
+  local n = nlive + 1
+  nlive = n
+  local t = setmetatable({ fn, ctx, parent, nil, 0, 0, nil, n, id, nil },
+    TaskMT)
+  live[n] = t
+  if parent then
+    parent[T_NLIVE] = parent[T_NLIVE] + 1
+  else
+    nroots = nroots + 1
+  end
+  if name ~= nil then ext(t).name = name end
+  push(t, args, nil)
+  return t
+end
+
+-- weft.go(fn, ...) -> task
+function S.go(fn, ...)
+  local p = cur("go")
+  if type(fn) ~= "function" then typeerror(1, "go", "function", fn) end
+  local args
+  local n = select("#", ...)
+  if n > 0 then args = { n = n, ... } end
+  return spawn(fn, p, context(p), nil, args)
+end
+
+-- weft.spawn{name=, fn=, args=, ctx=} -> task
+function S.spawn(opts)
+  local p = cur("spawn")
+  if type(opts) ~= "table" then typeerror(1, "spawn", "table", opts) end
+  local fn, name, args, ctx = opts.fn, opts.name, opts.args, opts.ctx
+  if type(fn) ~= "function" then
+    argerror(1, "spawn", "field 'fn': function expected, got " .. type(fn))
+  end
+  if name ~= nil and type(name) ~= "string" then
+    argerror(1, "spawn", "field 'name': string expected, got " .. type(name))
+  end
+  if args ~= nil then
+    if type(args) ~= "table" then
+      argerror(1, "spawn", "field 'args': table expected, got " .. type(args))
+    end
+    local n = args.n or #args
+    args = { n = n, unpack(args, 1, n) }
+  end
+  if ctx == nil then
+    ctx = context(p)
+  elseif getmetatable(ctx) ~= CtxMT then
+    argerror(1, "spawn", "field 'ctx': weft.ctx expected, got " .. type(ctx))
+  end
+  return spawn(fn, p, ctx, name, args)
+end
+
+-- spawn_root(fn, name, ...) -> task: a top-level task, under the root
+-- context (what weft_spawn_* and weft.run start).
+function S.spawn_root(fn, name, ...)
+  -- Once every task has finished, an interrupted runtime starts afresh.
+  if nroots == 0 and R.root_ctx.cerr then
+    R.root_ctx = node_new(background)
+    R.interrupted = nil
+  end
+  local n = select("#", ...)
+  local args
+  if n > 0 then args = { n = n, ... } end
+  return spawn(fn, nil, R.root_ctx, name, args)
+end
+
+local function registry_remove(t)
+  local i = t[T_LIVE]
+  local last = live[nlive]
+  live[i] = last
+  last[T_LIVE] = i
+  live[nlive] = nil
+  nlive = nlive - 1
+  t[T_LIVE] = nil
+end
+
+-- A child's error goes to its parent: it cancels the parent's scope, with
+-- the error as cause, and the parent fails with it when it finishes. A
+-- cancellation error that the parent's own cancellation caused is a
+-- consequence, not news, and is dropped.
+local function child_failed(p, t, err)
+  local pn = p[T_CTX].node
+  if errors.is_cancel(err) and pn and pn.cerr then return end
+  if not errors.is_error(err) or not err.task then
+    local e = errors.failed(err)
+    if e == err then
+      e = errors.new(err.kind, err.message, err.cause)
+      e.traceback = err.traceback
+    end
+    e.task, e.task_id = task_name(t), t[T_ID]
+    err = e
+  end
+  local px = ext(p)
+  if px.child_err == nil then
+    px.child_err = err
+    local n = own_node(p)
+    node_cancel(n, errors.canceled(err))
+  else
+    local o = px.cothers
+    if not o then
+      o = {}
+      px.cothers = o
+    end
+    o[#o + 1] = err
+  end
+end
+
+-- The error a finished task reports: its own, or the first of its
+-- children's; its own cancellation gives way to the child error behind it.
+local function final_error(x)
+  local own, child = x.err, x.child_err
+  if child == nil then return own end
+  local others = x.cothers
+  if own == nil or errors.is_cancel(own) then
+    own = child
+  else
+    others = others or {}
+    table.insert(others, 1, child)
+  end
+  if others and errors.is_error(own) then
+    local o = own.others or {}
+    for i = 1, #others do o[#o + 1] = others[i] end
+    own.others = o
+  end
+  x.err = own
+  return own
+end
+
+local function root_done(t, err)
+  nroots = nroots - 1
+  if err ~= nil then
+    local f = R.failures
+    if not f then
+      f = {}
+      R.failures = f
+    end
+    f[#f + 1] = err
+  end
+end
+
+local SCOPE_END
+
+-- done(t): t's function has returned and all its children have finished.
+-- Hand its error to a joiner or to its parent, then tell the parent, which
+-- may finish in turn.
+local function done(t)
+  while true do
+    local x = t[T_X]
+    local err, handled = nil, false
+    registry_remove(t)
+    if x then
+      err = final_error(x)
+      if x.node then node_cancel(x.node, SCOPE_END) end
+      local q = x.joinq
+      if q then
+        while true do
+          local j = wq_pop(q)
+          if not j then break end
+          wake(j, true)
+          handled = true
+        end
+      end
+    end
+    local p = t[T_PARENT]
+    if not p then
+      root_done(t, not handled and err or nil)
+      return
+    end
+    if err ~= nil and not handled then child_failed(p, t, err) end
+    local nl = p[T_NLIVE] - 1
+    p[T_NLIVE] = nl
+    local px = p[T_X]
+    if nl > 0 or not (px and px.returned) then return end
+    t = p
+  end
+end
+
+-- finish(t, fn, ok, ...): t's function returned (ok) or raised.
+local function finish(t, fn, ok, ...)
+  local err
+  if not ok then
+    err = ...
+  else
+    local n = select("#", ...)
+    if n > 0 then
+      local r1, r2 = ...
+      if not r1 and r2 ~= nil then
+        err = r2 -- `return nil, err`: Lua's way to fail
+      else
+        ext(t).res = { n = n, ... }
+      end
+    end
+  end
+  if err ~= nil then ext(t).err = err end
+  -- From now on T_CO holds the function again, for the task's name.
+  t[T_CO] = fn
+  if t[T_NLIVE] == 0 then
+    done(t)
+  else
+    -- A failed task's children unwind at once, as a Trio nursery's do.
+    if err ~= nil then node_cancel(own_node(t), errors.canceled(err)) end
+    ext(t).returned = true
+  end
+end
+
+-- The error handler of every task: a traceback of where it was raised, and
+-- the task's name on it.
+local function trap(e)
+  e = errors.capture(e, 2)
+  if not e.task then
+    local t = R.cur
+    if t then e.task, e.task_id = task_name(t), t[T_ID] end
+  end
+  return e
+end
+S.trap = trap
+
+-- body(t, fn, args): what every task coroutine runs. When a task ends, its
+-- coroutine yields FREE and waits in the pool for the next task.
+local function body(t, fn, args)
+  while true do
+    if args then
+      finish(t, fn, xpcall(fn, trap, unpack(args, 1, args.n)))
+    else
+      finish(t, fn, xpcall(fn, trap))
+    end
+    t, fn, args = yield(FREE)
+  end
+end
+S.body = body
+
+-- A task's coroutine died outside our handler, or yielded something that is
+-- not ours: a bug in the task. Its coroutine is abandoned.
+local function broken(t, ok, v)
+  local e
+  if ok then
+    e = errors.new("bug", "coroutine.yield called in a task outside a " ..
+      "coroutine of its own (use weft.yield)")
+  else
+    e = errors.capture(v, 1)
+  end
+  e.task, e.task_id = task_name(t), t[T_ID]
+  finish(t, task_fn(t), false, e)
+end
+
+--[[ Task methods ]]
+
+local function checktask(t, fname)
+  if getmetatable(t) ~= TaskMT then
+    error(format("bad argument #1 to '%s' (weft.task expected, got %s)",
+      fname, type(t)), 3)
+  end
+end
+
+local function results(t)
+  local x = t[T_X]
+  if x then
+    if x.err ~= nil then return nil, x.err end
+    local r = x.res
+    if r then return unpack(r, 1, r.n) end
+  end
+  return true
+end
+
+-- task:join([ctx]) -> results | true | nil, err
+function Task.join(t, ctx)
+  checktask(t, "join")
+  if t[T_LIVE] == nil then return results(t) end
+  local me = cur("join")
+  if t == me then error("join: a task cannot join itself", 2) end
+  local p = me[T_PARENT]
+  while p do
+    if p == t then
+      error("join: cannot join an ancestor (it waits for this task)", 2)
+    end
+    p = p[T_PARENT]
+  end
+  if ctx == nil then
+    ctx = me[T_CTX]
+  elseif getmetatable(ctx) ~= CtxMT then
+    typeerror(1, "join", "weft.ctx", ctx)
+  end
+  local n = ctx.node
+  if n and n.cerr then return nil, n.cerr end
+  local x = ext(t)
+  local q = x.joinq
+  if not q then
+    q = wq_new(t, "join")
+    x.joinq = q
+  end
+  wq_push(q, me, 0, nil)
+  local a, b = park(me, q, ctx)
+  if a == nil then return nil, b end
+  return results(t)
+end
+
+-- task:cancel([cause]): cancel the task's scope: the task and every task
+-- and context it created. Its blocked waits return (nil, err), err.kind
+-- "canceled", err.cause = cause.
+function Task.cancel(t, cause)
+  checktask(t, "cancel")
+  if t[T_LIVE] == nil then return end
+  local err = errors.canceled(cause)
+  local x = ext(t)
+  local n = x.node
+  if n then
+    node_cancel(n, err)
+    return
+  end
+  local old = t[T_CTX]
+  n = node_new(old)
+  x.node = n
+  t[T_CTX] = n
+  node_cancel(n, err)
+  if t[T_WAIT] ~= nil and t[T_WCTX] == old then
+    unpark(t)
+    wake(t, nil, n.cerr)
+  end
+end
+
+function Task.name(t)
+  checktask(t, "name")
+  return task_name(t)
+end
+
+function Task.id(t)
+  checktask(t, "id")
+  return t[T_ID]
+end
+
+-- task:done() -> true once the task and all its children have finished.
+function Task.done(t)
+  checktask(t, "done")
+  return t[T_LIVE] == nil
+end
+
+function TaskMT.__tostring(t)
+  local state
+  if t[T_LIVE] == nil then
+    state = "done"
+  elseif t[T_WAIT] ~= nil then
+    state = "blocked"
+  elseif t == R.cur then
+    state = "running"
+  elseif t[T_X] and t[T_X].returned then
+    state = "finishing"
+  else
+    state = "ready"
+  end
+  return format("weft.task: %d %q (%s)", t[T_ID], task_name(t), state)
+end
+
+--[[ Time and yielding ]]
+
+local function wake_sleeper(t)
+  wake(t, true)
+end
+
+-- weft.sleep(seconds [, ctx]) -> true | nil, err
+function S.sleep(s, ctx)
+  local t = cur("sleep")
+  if type(s) ~= "number" or s ~= s then typeerror(1, "sleep", "number", s) end
+  if ctx == nil then
+    ctx = t[T_CTX]
+  elseif getmetatable(ctx) ~= CtxMT then
+    typeerror(2, "sleep", "weft.ctx", ctx)
+  end
+  local n = ctx.node
+  if n and n.cerr then return nil, n.cerr end
+  local ok, err
+  if s == math.huge then
+    ok, err = park(t, FOREVER, ctx)
+  else
+    if s < 0 then s = 0 end
+    ok, err = park(t, timer_start(c_now(rt) + s, wake_sleeper, t), ctx)
+  end
+  if ok then return true end
+  return nil, err
+end
+
+-- weft.yield([ctx]) -> true | nil, err: let every other ready task run once.
+function S.yield(ctx)
+  local t = cur("yield")
+  local n = (ctx or t[T_CTX]).node
+  if n and n.cerr then return nil, n.cerr end
+  if running() ~= t[T_CO] then
+    error("weft: weft.yield inside a coroutine the task created itself", 2)
+  end
+  yield(YIELD)
+  return true
+end
+
+function S.current()
+  return R.cur
+end
+
+--[[ Introspection ]]
+
+local function describe_wait(t)
+  local w = t[T_WAIT]
+  if w == nil then
+    if t[T_LIVE] == nil then return "done" end
+    if t == R.cur then return "running" end
+    local x = t[T_X]
+    if not (x and x.returned) then return "ready" end
+    local n = t[T_NLIVE]
+    return format("waiting for %d %s", n, n == 1 and "child" or "children")
+  end
+  if type(w) == "number" then
+    return format("sleep until %.3f", api.timer_deadline(rt, w))
+  end
+  if w == FOREVER then return "sleep forever" end
+  if getmetatable(w) == WaitqMT then
+    if w.dir == "join" then return format("join of task %d", w.owner[T_ID]) end
+    return format("%s on %s", w.dir, R.chan_describe(w.owner))
+  end
+  return format("select over %d cases", #w)
+end
+S.describe_wait = describe_wait
+
+-- Our own frames are noise in a user's traceback.
+local function internal(src)
+  return src:find("weft/[%w_]+%.lua$") ~= nil or src == "=[C]"
+end
+
+-- task_traceback(t) -> the user frames of a task's stack, innermost first.
+local function task_traceback(t)
+  local co = t[T_CO]
+  if type(co) ~= "thread" then return "" end
+  local lines = {}
+  local level = 0
+  while true do
+    local info = getinfo(co, level, "Sln")
+    if not info then break end
+    if info.func == body then break end
+    if not internal(info.source) or #lines > 0 then
+      local where = info.currentline > 0 and
+        format("%s:%d", info.short_src, info.currentline) or info.short_src
+      local what = info.name and format("in function '%s'", info.name) or
+        (info.what == "main" and "in main chunk") or
+        format("in function <%s:%d>", info.short_src, info.linedefined)
+      lines[#lines + 1] = "\t" .. where .. ": " .. what
+    end
+    level = level + 1
+  end
+  -- Drop the trailing internal frames (xpcall and our wrappers).
+  while #lines > 0 and (lines[#lines]:find("^\t%[C%]") or
+      lines[#lines]:find("weft/[%w_]+%.lua")) do
+    lines[#lines] = nil
+  end
+  return table.concat(lines, "\n")
+end
+S.task_traceback = task_traceback
+
+local function sorted_live()
+  local list = {}
+  for i = 1, nlive do list[i] = live[i] end
+  table.sort(list, function(a, b) return a[T_ID] < b[T_ID] end)
+  return list
+end
+S.sorted_live = sorted_live
+
+-- deadlock_report() -> text naming every unfinished task, what it waits on
+-- and where (Go's "all goroutines are asleep").
+function S.deadlock_report()
+  local out = { "all tasks are asleep - deadlock!" }
+  for _, t in ipairs(sorted_live()) do
+    out[#out + 1] = ""
+    out[#out + 1] = format("task %d %q [%s]:", t[T_ID], task_name(t),
+      describe_wait(t))
+    local tb = task_traceback(t)
+    if tb ~= "" then out[#out + 1] = tb end
+  end
+  return table.concat(out, "\n")
+end
+
+function S.stats()
+  return nlive, fill_n + run_n - run_i + 1, ntimers, npool
+end
+
+--[[ The trampoline ]]
+
+local function interrupt()
+  R.interrupted = true
+  node_cancel(R.root_ctx, errors.canceled(errors.new("interrupted",
+    "interrupted")))
+end
+
+local function poll_events()
+  local ev = c_events(rt)
+  if ev == 0 then return end
+  if band(ev, EV_INTERRUPT) ~= 0 then interrupt() end
+  if band(ev, EV_POST) ~= 0 then core.drain_posts() end
+  if band(ev, EV_QUIT) ~= 0 and R.on_quit then R.on_quit() end
+end
+
+-- tick(budget) -> ready, live: fire due timers, then resume up to budget
+-- ready tasks. Called by the C driver once per turn of the libuv loop.
+function S.tick(budget)
+  poll_events()
+  fire_timers()
+  local ran = 0
+  while ran < budget do
+    local i = run_i
+    if i > run_n then
+      if fill_n == 0 then break end
+      run_t, fill_t = fill_t, run_t
+      run_a, fill_a = fill_a, run_a
+      run_b, fill_b = fill_b, run_b
+      run_n, fill_n = fill_n, 0
+      i = 1
+    end
+    run_i = i + 1
+    local t, a, b = run_t[i], run_a[i], run_b[i]
+    run_t[i] = nil
+    run_a[i] = nil
+    run_b[i] = nil
+    R.cur = t
+    local co = t[T_CO]
+    local ok, s
+    if type(co) == "thread" then
+      ok, s = resume(co, a, b)
+    else
+      local np = npool
+      local c
+      if np > 0 then
+        c = pool[np]
+        pool[np] = nil
+        npool = np - 1
+      else
+        c = create(body)
+      end
+      t[T_CO] = c
+      ok, s = resume(c, t, co, a)
+      co = c
+    end
+    R.cur = nil
+    if s ~= WAIT then
+      if s == FREE then
+        if npool < POOL_MAX then
+          npool = npool + 1
+          pool[npool] = co
+        end
+      elseif s == YIELD then
+        push(t)
+      else
+        broken(t, ok, s)
+      end
+    end
+    ran = ran + 1
+  end
+  return fill_n + run_n - run_i + 1, nlive
+end
+
+-- cancel_root(err): cancel the context every top-level task runs under.
+function S.cancel_root(err)
+  node_cancel(R.root_ctx, errors.canceled(err))
+end
+
+-- abandon(): forget every unfinished task (they are deadlocked even after
+-- cancellation); the garbage collector takes their coroutines.
+function S.abandon()
+  for i = 1, nlive do
+    local t = live[i]
+    t[T_LIVE] = nil
+    live[i] = nil
+  end
+  nlive, nroots = 0, 0
+  R.root_ctx = node_new(background)
+end
+
+function S.roots()
+  return nroots
+end
+
+-- take_failures() -> list of errors of top-level tasks since the last call.
+function S.take_failures()
+  local f = R.failures
+  R.failures = nil
+  return f
+end
+
+-- result(t) -> what t:join() would give, for weft.run.
+S.results = results
+
+-- outcome(verbose) -> reports, interrupted: the report of each top-level
+-- failure since the last call (nil when none), and whether they all come
+-- from an interruption (Ctrl-C).
+function S.outcome(verbose)
+  local f = S.take_failures()
+  if not f then return nil, false end
+  local out, intr = {}, R.interrupted and true or false
+  for i = 1, #f do
+    if not errors.is_cancel(f[i]) then intr = false end
+    out[i] = intr and "interrupted" or errors.report(f[i], verbose)
+  end
+  if intr then out = { "interrupted" } end
+  return out, intr
+end
+
+SCOPE_END = errors.canceled(errors.new("finished", "task finished"))
+
+return S

@@ -1,0 +1,118 @@
+/*
+** weft.h: the embedding API of the weft runtime.
+**
+** A runtime is one libuv loop, one Lua state and the tasks that run in it.
+** Runtimes share nothing: several may live in one process, on one thread or
+** on several, as long as each is used by one thread at a time (weft_post and
+** weft_interrupt excepted, which any thread or signal handler may call).
+*/
+#ifndef WEFT_H
+#define WEFT_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include <lua.h>
+#include <uv.h>
+
+#define WEFT_VERSION_MAJOR 0
+#define WEFT_VERSION_MINOR 1
+#define WEFT_VERSION_PATCH 0
+#define WEFT_VERSION_STRING "0.1.0"
+
+typedef struct weft_runtime weft_runtime;
+
+/* Error codes: 0 is success; weft's own codes are negative and far from
+** libuv's UV_E* codes, which pass through unchanged. */
+#define WEFT_ERRNO_MAP(XX)                                                    \
+  XX(ETASK, -30001, "a top-level task failed")                                \
+  XX(EDEADLK, -30002, "every task is blocked and nothing can wake them")      \
+  XX(EINTR, -30003, "interrupted")                                            \
+  XX(ESCRIPT, -30004, "the script could not be loaded")                       \
+  XX(EBUSY, -30005, "the runtime is already running")                         \
+  XX(ENOMEM, -30006, "out of memory")                                         \
+  XX(EINTERNAL, -30007, "internal error in the runtime")
+
+typedef enum {
+#define XX(name, code, _) WEFT_##name = code,
+  WEFT_ERRNO_MAP(XX)
+#undef XX
+  WEFT_OK = 0
+} weft_errno;
+
+/* Called with each error a top-level task fails with, formatted. */
+typedef void (*weft_error_cb)(weft_runtime *rt, const char *msg, void *ud);
+
+/* Called from the runtime's thread with its Lua state (see weft_post). */
+typedef void (*weft_post_cb)(lua_State *L, void *ud);
+
+typedef struct weft_config {
+  int verbose;            /* error reports carry causes and full details */
+  unsigned budget;        /* task resumes per loop turn; 0: the default */
+  weft_error_cb on_error; /* each top-level failure; NULL: weft_last_error */
+  void *ud;               /* passed to on_error */
+} weft_config;
+
+/* Create a runtime with its own loop and Lua state. NULL on out-of-memory,
+** or when the runtime's Lua modules fail to load. cfg may be NULL. */
+weft_runtime *weft_new(const weft_config *cfg);
+
+/* Create a runtime on an existing Lua state (the main thread of L's state
+** is used) and loop; loop may be NULL for a loop of its own. The state must
+** outlive the runtime; weft_free does not close it. */
+weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
+                          const weft_config *cfg);
+
+/* Load a script and start it as a top-level task named "main", with the
+** global `arg` set as lua(1) does (argv[0] is the script) and argv[1..] as
+** its `...`. WEFT_ESCRIPT when it cannot be read or has a syntax error
+** (weft_last_error says why). */
+int weft_spawn_file(weft_runtime *rt, const char *path, int argc,
+                    char **argv);
+
+/* Load a chunk and start it as a top-level task; name is the chunk name
+** used in messages (as lua_load's). */
+int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name);
+
+/* Run until every task has finished. 0 when all top-level tasks succeeded;
+** WEFT_ETASK when one failed; WEFT_EINTR when one failed because the runtime
+** was interrupted; WEFT_EDEADLK when every task is blocked for good (the
+** report is in weft_last_error). */
+int weft_run(weft_runtime *rt);
+
+/* Run ready tasks and poll the loop without blocking, for about budget_ms.
+** Returns the number of unfinished tasks (0 when none is left), or a
+** negative code as weft_run. For hosts that drive the runtime per frame. */
+int weft_step(weft_runtime *rt, double budget_ms);
+
+/* Queue fn(L, ud) to run on the runtime's thread at its next step. Any
+** thread may call this. 0, or WEFT_ENOMEM. */
+int weft_post(weft_runtime *rt, weft_post_cb fn, void *ud);
+
+/* Cancel the root context: every task's waits fail with kind "canceled".
+** Async-signal-safe, callable from any thread (it is what Ctrl-C does). */
+void weft_interrupt(weft_runtime *rt);
+
+/* Ask for a dump of every task on stderr at the next step (SIGQUIT).
+** Async-signal-safe, callable from any thread. */
+void weft_request_dump(weft_runtime *rt);
+
+/* Free the runtime: close its handles, its loop if it owns it, and its Lua
+** state if it created it. */
+void weft_free(weft_runtime *rt);
+
+/* The last error report (failed task, deadlock, load error), or "". */
+const char *weft_last_error(weft_runtime *rt);
+
+/* The Lua state the runtime runs in. */
+lua_State *weft_lua(weft_runtime *rt);
+
+const char *weft_strerror(int err);
+const char *weft_err_name(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

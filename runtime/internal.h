@@ -1,0 +1,96 @@
+/*
+** internal.h: private to the weft runtime. Not installed.
+*/
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft.h"
+
+/* Event bits the loop side sets for the Lua side (weft/sched.lua EV_*). */
+#define WEFT__EV_INTERRUPT 1u
+#define WEFT__EV_QUIT 2u
+#define WEFT__EV_POST 4u
+
+/*
+** The timer heap: a binary min-heap of ids ordered by (deadline, seq). Ids
+** are small integers reused through a free list, so the Lua side can keep
+** what each timer does in an array indexed by id. Id 0 means "none".
+*/
+struct weft__timer {
+  double deadline;
+  uint64_t seq;  /* insertion order breaks ties: equal deadlines fire FIFO */
+  uint32_t pos;  /* index in heap[] (1-based), or 0 when free */
+  uint32_t next; /* next free id, when free */
+};
+
+struct weft__timers {
+  struct weft__timer *t; /* by id; t[0] unused */
+  uint32_t *heap;        /* heap[1..n] = ids */
+  uint32_t n;            /* timers armed */
+  uint32_t cap;          /* ids allocated, including id 0 */
+  uint32_t free;         /* head of the free list, or 0 */
+  uint64_t seq;
+};
+
+/* What the Lua side calls through FFI (mirrored by a cdef in sched.lua). */
+struct weft__api {
+  double (*now)(weft_runtime *rt);
+  uint32_t (*timer_add)(weft_runtime *rt, double deadline);
+  void (*timer_del)(weft_runtime *rt, uint32_t id);
+  uint32_t (*timer_pop)(weft_runtime *rt, double now);
+  double (*timer_deadline)(weft_runtime *rt, uint32_t id);
+  uint32_t (*events)(weft_runtime *rt);
+};
+
+struct weft__post {
+  weft_post_cb fn;
+  void *ud;
+  struct weft__post *next;
+};
+
+struct weft_runtime {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  int owns_loop;
+  lua_State *L;  /* main thread of the state */
+  int owns_L;
+  uv_timer_t timer; /* wakes the loop at the earliest weft timer */
+  uv_async_t async; /* wakes the loop for posts and interrupts */
+  struct weft__timers timers;
+  struct weft__api api;
+  uint64_t t0;      /* uv_hrtime() at creation: weft.now() counts from it */
+  weft_config cfg;
+  int ref_tick;     /* registry refs to weft.sched functions */
+  int ref_sched;
+  int running;      /* a driver is on the stack */
+  _Atomic unsigned events;
+  uv_mutex_t post_mu;
+  struct weft__post *posts, *posts_tail;
+  char *last_error;
+};
+
+/* timer.c */
+int weft__timers_init(struct weft__timers *tm);
+void weft__timers_destroy(struct weft__timers *tm);
+uint32_t weft__timer_add(weft_runtime *rt, double deadline);
+void weft__timer_del(weft_runtime *rt, uint32_t id);
+uint32_t weft__timer_pop(weft_runtime *rt, double now);
+double weft__timer_deadline(weft_runtime *rt, uint32_t id);
+int weft__timer_next(const struct weft__timers *tm, double *deadline);
+double weft__now(weft_runtime *rt);
+
+/* preload.c: register the embedded Lua modules in package.preload. */
+void weft__preload(lua_State *L);
+
+/* runtime.c */
+int weft__drive(weft_runtime *rt, lua_State *L);
+void weft__set_error(weft_runtime *rt, const char *msg);
+
+/* Registry key of the runtime pointer in its Lua state (its address). */
+extern const char weft__rt_key;
+
+#endif

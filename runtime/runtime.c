@@ -1,0 +1,511 @@
+/*
+** runtime.c: creating and freeing a runtime, and the driver that turns the
+** libuv loop and runs the Lua-side scheduler (weft/sched.lua) from it.
+**
+** One turn of the driver: tick (fire due timers, resume up to `budget` ready
+** tasks), then poll libuv: without blocking while tasks are ready, else
+** blocking until the earliest timer or I/O. So tasks that are always ready
+** cannot starve I/O, and many scheduling rounds share one loop turn.
+*/
+#include <lauxlib.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_BUDGET 4096
+
+const char weft__rt_key = 0;
+
+static uint32_t api_events(weft_runtime *rt) {
+  return atomic_exchange(&rt->events, 0u);
+}
+
+void weft__set_error(weft_runtime *rt, const char *msg) {
+  size_t n = strlen(msg);
+  char *s = realloc(rt->last_error, n + 1);
+  if (s == NULL) return;
+  memcpy(s, msg, n + 1);
+  rt->last_error = s;
+}
+
+/* Push weft.sched's function `name` below the nargs values on top. */
+static void push_sched_fn(weft_runtime *rt, lua_State *L, const char *name,
+                          int nargs) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_sched);
+  lua_getfield(L, -1, name);
+  lua_remove(L, -2);
+  if (nargs > 0) lua_insert(L, -1 - nargs);
+}
+
+/* ======================================================================
+** The driver
+** ====================================================================== */
+
+static void on_timer(uv_timer_t *h) {
+  (void)h; /* waking the loop is all it is for: tick fires weft timers */
+}
+
+static void on_async(uv_async_t *h) {
+  (void)h; /* likewise: tick reads rt->events */
+}
+
+/* Run one tick. *ready and *live receive the counts it returns. */
+static int tick(weft_runtime *rt, lua_State *L, int *ready, int *live) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_tick);
+  lua_pushinteger(L, rt->cfg.budget);
+  if (lua_pcall(L, 1, 2, 0) != 0) {
+    const char *msg = lua_tostring(L, -1);
+    weft__set_error(rt, msg ? msg : "error in the scheduler");
+    lua_pop(L, 1);
+    return WEFT_EINTERNAL;
+  }
+  *ready = (int)lua_tointeger(L, -2);
+  *live = (int)lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  return 0;
+}
+
+/* Arm the libuv timer for the earliest weft timer, or stop it. */
+static void arm_timer(weft_runtime *rt) {
+  double next;
+  if (!weft__timer_next(&rt->timers, &next)) {
+    uv_timer_stop(&rt->timer);
+    return;
+  }
+  double wait = next - weft__now(rt);
+  uint64_t ms = wait <= 0 ? 0 : (uint64_t)ceil(wait * 1000.0);
+  /* The loop's cached time may be stale after a long tick; a stale start
+  ** would fire early and cost a spurious turn. */
+  uv_update_time(rt->loop);
+  uv_timer_start(&rt->timer, on_timer, ms, 0);
+}
+
+static int deadlock(weft_runtime *rt, lua_State *L) {
+  push_sched_fn(rt, L, "deadlock_report", 0);
+  if (lua_pcall(L, 0, 1, 0) == 0 && lua_isstring(L, -1))
+    weft__set_error(rt, lua_tostring(L, -1));
+  else
+    weft__set_error(rt, "all tasks are asleep - deadlock!");
+  lua_pop(L, 1);
+  return WEFT_EDEADLK;
+}
+
+/* Report the failures of top-level tasks: each goes to cfg.on_error, the
+** last to weft_last_error. Returns 0, WEFT_ETASK or WEFT_EINTR. */
+static int outcome(weft_runtime *rt, lua_State *L) {
+  int rc = 0;
+  push_sched_fn(rt, L, "outcome", 0);
+  lua_pushboolean(L, rt->cfg.verbose);
+  if (lua_pcall(L, 1, 2, 0) != 0) {
+    weft__set_error(rt, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return WEFT_EINTERNAL;
+  }
+  if (lua_istable(L, -2)) {
+    int n = (int)lua_objlen(L, -2);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, -2, i);
+      const char *msg = lua_tostring(L, -1);
+      if (msg != NULL) {
+        weft__set_error(rt, msg);
+        if (rt->cfg.on_error) rt->cfg.on_error(rt, msg, rt->cfg.ud);
+      }
+      lua_pop(L, 1);
+    }
+    rc = lua_toboolean(L, -1) ? WEFT_EINTR : WEFT_ETASK;
+  }
+  lua_pop(L, 2);
+  return rc;
+}
+
+/* Drive the loop until no task is left, running ticks on thread L. */
+int weft__drive(weft_runtime *rt, lua_State *L) {
+  int rc, ready, live;
+  if (rt->running) return WEFT_EBUSY;
+  rt->running = 1;
+  for (;;) {
+    rc = tick(rt, L, &ready, &live);
+    if (rc != 0) break;
+    if (live == 0) {
+      uv_timer_stop(&rt->timer);
+      rc = outcome(rt, L);
+      break;
+    }
+    if (ready > 0) {
+      uv_run(rt->loop, UV_RUN_NOWAIT);
+      continue;
+    }
+    arm_timer(rt);
+    /* Nothing is ready, no timer is armed, no I/O is pending and no event
+    ** is waiting to be read: nothing can ever wake the blocked tasks. */
+    if (!uv_loop_alive(rt->loop) && atomic_load(&rt->events) == 0) {
+      rc = deadlock(rt, L);
+      break;
+    }
+    uv_run(rt->loop, UV_RUN_ONCE);
+  }
+  rt->running = 0;
+  return rc;
+}
+
+int weft_run(weft_runtime *rt) {
+  return weft__drive(rt, rt->L);
+}
+
+int weft_step(weft_runtime *rt, double budget_ms) {
+  int rc, ready, live;
+  uint64_t end = uv_hrtime() + (uint64_t)(budget_ms > 0 ? budget_ms * 1e6 : 0);
+  if (rt->running) return WEFT_EBUSY;
+  rt->running = 1;
+  for (;;) {
+    rc = tick(rt, rt->L, &ready, &live);
+    if (rc != 0) break;
+    if (live == 0) {
+      rc = outcome(rt, rt->L);
+      break;
+    }
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    if (ready == 0 || uv_hrtime() >= end) {
+      rc = live;
+      break;
+    }
+  }
+  rt->running = 0;
+  return rc;
+}
+
+/* ======================================================================
+** Posting work from other threads
+** ====================================================================== */
+
+int weft_post(weft_runtime *rt, weft_post_cb fn, void *ud) {
+  struct weft__post *p = malloc(sizeof *p);
+  if (p == NULL) return WEFT_ENOMEM;
+  p->fn = fn;
+  p->ud = ud;
+  p->next = NULL;
+  uv_mutex_lock(&rt->post_mu);
+  if (rt->posts_tail)
+    rt->posts_tail->next = p;
+  else
+    rt->posts = p;
+  rt->posts_tail = p;
+  uv_mutex_unlock(&rt->post_mu);
+  atomic_fetch_or(&rt->events, WEFT__EV_POST);
+  uv_async_send(&rt->async);
+  return 0;
+}
+
+void weft_interrupt(weft_runtime *rt) {
+  atomic_fetch_or(&rt->events, WEFT__EV_INTERRUPT);
+  uv_async_send(&rt->async);
+}
+
+void weft_request_dump(weft_runtime *rt) {
+  atomic_fetch_or(&rt->events, WEFT__EV_QUIT);
+  uv_async_send(&rt->async);
+}
+
+static int call_post(lua_State *L) {
+  struct weft__post *p = lua_touserdata(L, 1);
+  p->fn(L, p->ud);
+  return 0;
+}
+
+/* ======================================================================
+** The weft.core module: what the Lua side needs from C
+** ====================================================================== */
+
+static weft_runtime *tort(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&weft__rt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  weft_runtime *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
+}
+
+/* core.drain_posts(): run what weft_post queued, each protected. */
+static int lcore_drain_posts(lua_State *L) {
+  weft_runtime *rt = tort(L);
+  uv_mutex_lock(&rt->post_mu);
+  struct weft__post *p = rt->posts;
+  rt->posts = rt->posts_tail = NULL;
+  uv_mutex_unlock(&rt->post_mu);
+  while (p != NULL) {
+    struct weft__post *next = p->next;
+    if (lua_cpcall(L, call_post, p) != 0) {
+      const char *msg = lua_tostring(L, -1);
+      weft__set_error(rt, msg ? msg : "error in a posted callback");
+      if (rt->cfg.on_error) rt->cfg.on_error(rt, rt->last_error, rt->cfg.ud);
+      lua_pop(L, 1);
+    }
+    free(p);
+    p = next;
+  }
+  return 0;
+}
+
+/* core.drive() -> "ok" | "failed" | "deadlock", report: weft.run's loop. */
+static int lcore_drive(lua_State *L) {
+  weft_runtime *rt = tort(L);
+  int rc = weft__drive(rt, L);
+  switch (rc) {
+  case 0: lua_pushliteral(L, "ok"); break;
+  case WEFT_ETASK:
+  case WEFT_EINTR: lua_pushliteral(L, "failed"); break;
+  case WEFT_EDEADLK: lua_pushliteral(L, "deadlock"); break;
+  case WEFT_EBUSY: return luaL_error(L, "weft.run: the runtime is running");
+  default: return luaL_error(L, "weft: %s", weft_last_error(rt));
+  }
+  lua_pushstring(L, weft_last_error(rt));
+  return 2;
+}
+
+static int luaopen_weft_core(lua_State *L) {
+  weft_runtime *rt = tort(L);
+  static const luaL_Reg funcs[] = {
+    { "drain_posts", lcore_drain_posts },
+    { "drive", lcore_drive },
+    { NULL, NULL },
+  };
+  lua_newtable(L);
+  luaL_register(L, NULL, funcs);
+  lua_pushlightuserdata(L, rt);
+  lua_setfield(L, -2, "rt");
+  lua_pushlightuserdata(L, &rt->api);
+  lua_setfield(L, -2, "api");
+  lua_pushliteral(L, WEFT_VERSION_STRING);
+  lua_setfield(L, -2, "version");
+  lua_pushboolean(L, rt->cfg.verbose);
+  lua_setfield(L, -2, "verbose");
+  return 1;
+}
+
+/* ======================================================================
+** Creating and freeing
+** ====================================================================== */
+
+/* Load the Lua side: weft.core, the embedded modules, then `weft` itself,
+** whose value is left on the stack. */
+static int boot(lua_State *L) {
+  weft_runtime *rt = lua_touserdata(L, 1);
+  lua_pushlightuserdata(L, (void *)&weft__rt_key);
+  lua_pushlightuserdata(L, rt);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  weft__preload(L);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_weft_core);
+  lua_setfield(L, -2, "weft.core");
+  /* Not require("weft"): when the module form is being required, "weft"
+  ** is marked as loading and a nested require would fail. */
+  lua_getfield(L, -1, "weft");
+  lua_pushliteral(L, "weft");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -3, "loaded");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "weft");
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "weft.sched");
+  lua_call(L, 1, 1);
+  rt->ref_sched = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_sched);
+  lua_getfield(L, -1, "tick");
+  rt->ref_tick = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
+                          const weft_config *cfg) {
+  weft_runtime *rt = calloc(1, sizeof *rt);
+  if (rt == NULL) return NULL;
+  if (cfg) rt->cfg = *cfg;
+  if (rt->cfg.budget == 0) rt->cfg.budget = DEFAULT_BUDGET;
+  rt->L = L;
+  rt->owns_L = owns_L;
+  rt->ref_tick = rt->ref_sched = LUA_NOREF;
+  rt->t0 = uv_hrtime();
+  atomic_init(&rt->events, 0u);
+  rt->api.now = weft__now;
+  rt->api.timer_add = weft__timer_add;
+  rt->api.timer_del = weft__timer_del;
+  rt->api.timer_pop = weft__timer_pop;
+  rt->api.timer_deadline = weft__timer_deadline;
+  rt->api.events = api_events;
+  if (loop == NULL) {
+    if (uv_loop_init(&rt->own_loop) != 0) goto fail_loop;
+    loop = &rt->own_loop;
+    rt->owns_loop = 1;
+  }
+  rt->loop = loop;
+  if (weft__timers_init(&rt->timers) != 0) goto fail_timers;
+  if (uv_mutex_init(&rt->post_mu) != 0) goto fail_mutex;
+  uv_timer_init(loop, &rt->timer);
+  uv_async_init(loop, &rt->async, on_async);
+  /* Neither keeps the loop alive: the deadlock check relies on it. */
+  uv_unref((uv_handle_t *)&rt->async);
+  rt->timer.data = rt->async.data = rt;
+  lua_pushcfunction(L, boot);
+  lua_pushlightuserdata(L, rt);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "weft: cannot start the runtime: %s\n",
+            msg ? msg : "(no message)");
+    lua_pop(L, 1);
+    weft_free(rt);
+    return NULL;
+  }
+  lua_pop(L, 1);
+  return rt;
+
+fail_mutex:
+  weft__timers_destroy(&rt->timers);
+fail_timers:
+  if (rt->owns_loop) uv_loop_close(&rt->own_loop);
+fail_loop:
+  free(rt);
+  return NULL;
+}
+
+weft_runtime *weft_new(const weft_config *cfg) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return NULL;
+  luaL_openlibs(L);
+  weft_runtime *rt = init(L, 1, NULL, cfg);
+  if (rt == NULL) {
+    lua_close(L);
+    return NULL;
+  }
+  /* A runtime of its own also offers `weft` as a global, as LuaJIT offers
+  ** `jit` and `bit`. */
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "weft");
+  lua_setglobal(L, "weft");
+  lua_pop(L, 2);
+  return rt;
+}
+
+weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
+                          const weft_config *cfg) {
+  return init(L, 0, loop, cfg);
+}
+
+static void on_close(uv_handle_t *h) {
+  (void)h;
+}
+
+void weft_free(weft_runtime *rt) {
+  if (rt == NULL) return;
+  if (rt->owns_L) {
+    lua_close(rt->L);
+  } else {
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_tick);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_sched);
+    lua_pushlightuserdata(rt->L, (void *)&weft__rt_key);
+    lua_pushnil(rt->L);
+    lua_rawset(rt->L, LUA_REGISTRYINDEX);
+  }
+  uv_close((uv_handle_t *)&rt->timer, on_close);
+  uv_close((uv_handle_t *)&rt->async, on_close);
+  if (rt->owns_loop) {
+    /* Closing callbacks run on the next turn; keep turning until the loop
+    ** has nothing left (libuv: memory is released only after close_cb). */
+    while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
+  } else {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  weft__timers_destroy(&rt->timers);
+  uv_mutex_destroy(&rt->post_mu);
+  for (struct weft__post *p = rt->posts, *next; p != NULL; p = next) {
+    next = p->next;
+    free(p);
+  }
+  free(rt->last_error);
+  free(rt);
+}
+
+/* ======================================================================
+** Scripts
+** ====================================================================== */
+
+/* Start the function on top of L's stack, followed by nargs arguments, as a
+** top-level task. Pops them. */
+static int spawn_loaded(weft_runtime *rt, lua_State *L, const char *name,
+                        int nargs) {
+  lua_pushstring(L, name);
+  lua_insert(L, -1 - nargs);          /* fn, name, args... */
+  push_sched_fn(rt, L, "spawn_root", nargs + 2);
+  if (lua_pcall(L, nargs + 2, 0, 0) != 0) {
+    weft__set_error(rt, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return WEFT_EINTERNAL;
+  }
+  return 0;
+}
+
+int weft_spawn_file(weft_runtime *rt, const char *path, int argc,
+                    char **argv) {
+  lua_State *L = rt->L;
+  lua_createtable(L, argc, 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setglobal(L, "arg");
+  if (luaL_loadfile(L, path) != 0) {
+    weft__set_error(rt, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return WEFT_ESCRIPT;
+  }
+  for (int i = 1; i < argc; i++) lua_pushstring(L, argv[i]);
+  return spawn_loaded(rt, L, "main", argc > 1 ? argc - 1 : 0);
+}
+
+int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name) {
+  lua_State *L = rt->L;
+  if (luaL_loadbuffer(L, chunk, strlen(chunk), name) != 0) {
+    weft__set_error(rt, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return WEFT_ESCRIPT;
+  }
+  return spawn_loaded(rt, L, "main", 0);
+}
+
+/* ======================================================================
+** Small accessors
+** ====================================================================== */
+
+const char *weft_last_error(weft_runtime *rt) {
+  return rt->last_error ? rt->last_error : "";
+}
+
+lua_State *weft_lua(weft_runtime *rt) {
+  return rt->L;
+}
+
+const char *weft_strerror(int err) {
+  switch (err) {
+#define XX(name, code, msg) case code: return msg;
+    WEFT_ERRNO_MAP(XX)
+#undef XX
+  case 0: return "success";
+  default: return uv_strerror(err);
+  }
+}
+
+const char *weft_err_name(int err) {
+  switch (err) {
+#define XX(name, code, _) case code: return "WEFT_" #name;
+    WEFT_ERRNO_MAP(XX)
+#undef XX
+  case 0: return "WEFT_OK";
+  default: return uv_err_name(err);
+  }
+}

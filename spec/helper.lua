@@ -1,0 +1,47 @@
+-- Helpers shared by the specs.
+local weft = require "weft"
+local errors = require "weft.errors"
+local S = require "weft.sched"
+
+local H = {}
+
+-- H.task(fn) -> a busted test body that runs fn in a task of its own, so
+-- whatever it spawns is finished (structured lifetime) before the next test,
+-- and fails if any task is still alive afterwards.
+function H.task(fn)
+  return function()
+    local live_before = S.stats()
+    local t = weft.spawn { name = "spec", fn = fn }
+    local ok, err = t:join()
+    if not ok and err ~= nil then
+      if errors.is_error(err) and err.kind == "bug" and err.value ~= nil then
+        error(err.value, 0)
+      end
+      error(tostring(err), 0)
+    end
+    local live_after = S.stats()
+    assert(live_after == live_before, ("%d task(s) left behind"):format(
+      live_after - live_before))
+  end
+end
+
+-- H.live() -> number of unfinished tasks in the runtime.
+function H.live()
+  return (S.stats())
+end
+
+-- H.sh(cmd) -> output, exit status: run a shell command (blocks the runtime;
+-- for CLI specs only).
+function H.sh(cmd)
+  local f = io.popen(cmd .. "; echo \"::$?\"", "r")
+  local out = f:read("*a")
+  f:close()
+  local body, status = out:match("^(.*)::(%d+)%s*$")
+  return body, tonumber(status)
+end
+
+-- Paths of the build, from the environment ctest sets.
+H.weft_bin = os.getenv("WEFT_BIN") or "build/weft"
+H.module_dir = os.getenv("WEFT_MODULE_DIR") or "build/lib"
+
+return H

@@ -1,0 +1,317 @@
+/*
+** embed_test.c: the embedding API, one function per contract. Each test ends
+** with the runtime freed, so ASan's leak check covers every path.
+*/
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "weft.h"
+
+static int failures;
+
+#define ASSERT(cond)                                                          \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__,    \
+              #cond);                                                         \
+      failures++;                                                             \
+      return;                                                                 \
+    }                                                                         \
+  } while (0)
+
+#define ASSERT_EQ(a, b)                                                       \
+  do {                                                                        \
+    long long a_ = (long long)(a), b_ = (long long)(b);                       \
+    if (a_ != b_) {                                                           \
+      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,     \
+              __LINE__, #a, #b, a_, b_);                                      \
+      failures++;                                                             \
+      return;                                                                 \
+    }                                                                         \
+  } while (0)
+
+#define ASSERT_STR_CONTAINS(s, sub)                                           \
+  do {                                                                        \
+    const char *s_ = (s);                                                     \
+    if (strstr(s_, (sub)) == NULL) {                                          \
+      fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,    \
+              __LINE__, s_, (sub));                                           \
+      failures++;                                                             \
+      return;                                                                 \
+    }                                                                         \
+  } while (0)
+
+/* Read global `name` as an integer. */
+static long long global_int(weft_runtime *rt, const char *name) {
+  lua_State *L = weft_lua(rt);
+  lua_getglobal(L, name);
+  long long v = (long long)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void test_run_script(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "local ch = weft.chan()\n"
+                              "weft.go(function() for i = 1, 10 do ch:send(i) end "
+                              "ch:close() end)\n"
+                              "total = 0\n"
+                              "for v in ch:iter() do total = total + v end\n",
+                              "=test"),
+            0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "total"), 55);
+  weft_free(rt);
+}
+
+static void test_syntax_error(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "x = = 1", "=bad"), WEFT_ESCRIPT);
+  ASSERT_STR_CONTAINS(weft_last_error(rt), "bad:1:");
+  ASSERT_EQ(weft_spawn_file(rt, "/nonexistent/x.lua", 0, NULL), WEFT_ESCRIPT);
+  ASSERT_STR_CONTAINS(weft_last_error(rt), "cannot open");
+  weft_free(rt);
+}
+
+struct errors_seen {
+  int n;
+  char last[256];
+};
+
+static void on_error(weft_runtime *rt, const char *msg, void *ud) {
+  struct errors_seen *e = ud;
+  (void)rt;
+  e->n++;
+  snprintf(e->last, sizeof e->last, "%s", msg);
+}
+
+static void test_task_error_hook(void) {
+  struct errors_seen seen = { 0, "" };
+  weft_config cfg = { 0 };
+  cfg.on_error = on_error;
+  cfg.ud = &seen;
+  weft_runtime *rt = weft_new(&cfg);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "weft.go(function() error('boom') end)",
+                              "=t"),
+            0);
+  ASSERT_EQ(weft_run(rt), WEFT_ETASK);
+  ASSERT_EQ(seen.n, 1);
+  ASSERT_STR_CONTAINS(seen.last, "boom");
+  ASSERT_STR_CONTAINS(seen.last, "in task");
+  /* The runtime is usable again after a failure. */
+  ASSERT_EQ(weft_spawn_string(rt, "ok = 1", "=t2"), 0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "ok"), 1);
+  weft_free(rt);
+}
+
+static void test_deadlock(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "weft.chan():recv()", "=dl"), 0);
+  ASSERT_EQ(weft_run(rt), WEFT_EDEADLK);
+  ASSERT_STR_CONTAINS(weft_last_error(rt), "deadlock");
+  ASSERT_STR_CONTAINS(weft_last_error(rt), "recv on weft.chan");
+  weft_free(rt);
+}
+
+static void test_step(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "n = 0\n"
+                              "for i = 1, 3 do weft.sleep(0.01); n = n + 1 end",
+                              "=step"),
+            0);
+  int frames = 0, rc;
+  while ((rc = weft_step(rt, 1.0)) > 0) {
+    frames++;
+    uv_sleep(1);
+  }
+  ASSERT_EQ(rc, 0);
+  ASSERT(frames >= 3); /* it slept three times; frames never block */
+  ASSERT_EQ(global_int(rt, "n"), 3);
+  weft_free(rt);
+}
+
+static void post_set(lua_State *L, void *ud) {
+  lua_pushinteger(L, (lua_Integer)(size_t)ud);
+  lua_setglobal(L, "posted");
+}
+
+static void test_post(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "weft.sleep(0.05)", "=post"), 0);
+  ASSERT_EQ(weft_post(rt, post_set, (void *)(size_t)7), 0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "posted"), 7);
+  weft_free(rt);
+}
+
+static void test_interrupt(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "local ok, err = weft.sleep(100)\n"
+                              "kind = err.kind\n"
+                              "return ok, err",
+                              "=intr"),
+            0);
+  ASSERT(weft_step(rt, 1.0) > 0);
+  weft_interrupt(rt);
+  ASSERT_EQ(weft_run(rt), WEFT_EINTR);
+  lua_State *L = weft_lua(rt);
+  lua_getglobal(L, "kind");
+  ASSERT(strcmp(lua_tostring(L, -1), "canceled") == 0);
+  lua_pop(L, 1);
+  weft_free(rt);
+}
+
+static void post_now(lua_State *L, void *ud) {
+  (void)ud;
+  lua_getglobal(L, "weft");
+  lua_getfield(L, -1, "now");
+  lua_call(L, 0, 1);
+  lua_setglobal(L, "posted_at");
+  lua_pop(L, 1);
+}
+
+static void post_later(void *arg) {
+  uv_sleep(20);
+  weft_post(arg, post_now, NULL);
+}
+
+/* A post from another thread wakes a loop blocked in weft_run at once. */
+static void test_post_from_thread(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "weft.sleep(0.5)", "=post2"), 0);
+  uv_thread_t th;
+  ASSERT_EQ(uv_thread_create(&th, post_later, rt), 0);
+  ASSERT_EQ(weft_run(rt), 0);
+  uv_thread_join(&th);
+  lua_State *L = weft_lua(rt);
+  lua_getglobal(L, "posted_at");
+  double at = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  ASSERT(at > 0.0 && at < 0.4);
+  weft_free(rt);
+}
+
+/* Two runtimes on two threads at once, each running a script with tasks,
+** channels and timers: no state is shared between them. */
+struct job {
+  int id;
+  long long result;
+  int rc;
+};
+
+static void run_job(void *arg) {
+  struct job *j = arg;
+  weft_runtime *rt = weft_new(NULL);
+  if (rt == NULL) {
+    j->rc = -1;
+    return;
+  }
+  char code[512];
+  snprintf(code, sizeof code,
+           "local ch = weft.chan(4)\n"
+           "local g = weft.go(function()\n"
+           "  for i = 1, 20000 do ch:send(i * %d) end ch:close()\n"
+           "end)\n"
+           "weft.go(function() weft.sleep(0.02) end)\n"
+           "result = 0\n"
+           "for v in ch:iter() do result = result + v end\n",
+           j->id);
+  j->rc = weft_spawn_string(rt, code, "=job");
+  if (j->rc == 0) j->rc = weft_run(rt);
+  j->result = global_int(rt, "result");
+  weft_free(rt);
+}
+
+static void test_two_threads(void) {
+  struct job a = { 1, 0, -1 }, b = { 2, 0, -1 };
+  uv_thread_t ta, tb;
+  ASSERT_EQ(uv_thread_create(&ta, run_job, &a), 0);
+  ASSERT_EQ(uv_thread_create(&tb, run_job, &b), 0);
+  uv_thread_join(&ta);
+  uv_thread_join(&tb);
+  ASSERT_EQ(a.rc, 0);
+  ASSERT_EQ(b.rc, 0);
+  ASSERT_EQ(a.result, 200010000LL);
+  ASSERT_EQ(b.result, 400020000LL);
+}
+
+static void test_two_in_one_thread(void) {
+  weft_runtime *x = weft_new(NULL), *y = weft_new(NULL);
+  ASSERT(x != NULL && y != NULL);
+  ASSERT_EQ(weft_spawn_string(x, "n = 0; for i = 1, 5 do weft.sleep(0.005) "
+                                 "n = n + 1 end", "=x"), 0);
+  ASSERT_EQ(weft_spawn_string(y, "n = 0; for i = 1, 5 do weft.sleep(0.005) "
+                                 "n = n + 10 end", "=y"), 0);
+  int lx = 1, ly = 1;
+  while (lx > 0 || ly > 0) {
+    if (lx > 0) lx = weft_step(x, 1.0);
+    if (ly > 0) ly = weft_step(y, 1.0);
+    uv_sleep(1);
+  }
+  ASSERT_EQ(lx, 0);
+  ASSERT_EQ(ly, 0);
+  ASSERT_EQ(global_int(x, "n"), 5);
+  ASSERT_EQ(global_int(y, "n"), 50);
+  weft_free(x);
+  weft_free(y);
+}
+
+static void test_attach(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  weft_runtime *rt = weft_attach(L, &loop, NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "local w = require 'weft'\n"
+                                  "w.sleep(0.001); attached = 1", "=a"), 0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "attached"), 1);
+  weft_free(rt);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  lua_close(L);
+}
+
+static void test_errors(void) {
+  ASSERT(strcmp(weft_err_name(WEFT_EDEADLK), "WEFT_EDEADLK") == 0);
+  ASSERT(strcmp(weft_err_name(UV_ENOENT), "ENOENT") == 0);
+  ASSERT_STR_CONTAINS(weft_strerror(WEFT_ETASK), "task failed");
+  ASSERT(strcmp(weft_strerror(0), "success") == 0);
+}
+
+int main(void) {
+  test_run_script();
+  test_syntax_error();
+  test_task_error_hook();
+  test_deadlock();
+  test_step();
+  test_post();
+  test_post_from_thread();
+  test_interrupt();
+  test_two_threads();
+  test_two_in_one_thread();
+  test_attach();
+  test_errors();
+  if (failures) {
+    fprintf(stderr, "%d failure(s)\n", failures);
+    return 1;
+  }
+  puts("embed: all tests passed");
+  return 0;
+}
