@@ -183,6 +183,36 @@ describe("task errors", function()
       assert.equal("not found", err)
     end))
 
+  it("a returned error waits for a joiner, even one that comes later",
+    task(function()
+      local t = weft.go(function() return nil, "late" end)
+      weft.sleep(0.005)
+      assert.is_true(t:done())
+      local v, err = t:join()
+      assert.is_nil(v)
+      assert.equal("late", err)
+    end))
+
+  it("a returned error nobody joins fails the parent when its function " ..
+    "returns, and cancels the other children then", task(function()
+      local seen
+      local parent = weft.go(function()
+        weft.go(function() return nil, "unclaimed" end)
+        weft.go(function()
+          local _, e = weft.sleep(10)
+          seen = e.kind
+        end)
+        weft.sleep(0.005)
+        return "parent result"
+      end)
+      local v, err = parent:join()
+      assert.is_nil(v)
+      assert.equal("error", err.kind)
+      assert.equal("unclaimed", err.message)
+      assert.equal("unclaimed", err.value)
+      assert.equal("canceled", seen)
+    end))
+
   it("an unjoined child's error cancels its parent and fails it once",
     task(function()
       local log = {}

@@ -98,14 +98,15 @@ function M.failed(v)
   return e
 end
 
--- report(err, verbose) -> text for the top level: the message, the task it
+-- report(err, verbose [, task, task_id]) -> text for the top level: the message, the task it
 -- happened in, the traceback, and with verbose the chain of causes.
-function M.report(err, verbose)
+function M.report(err, verbose, task, task_id)
   local out = { describe(err) }
+  if is_error(err) and err.task then task, task_id = err.task, err.task_id end
+  if task then
+    out[#out + 1] = format("in task %q (id %d)", task, task_id or 0)
+  end
   if is_error(err) then
-    if err.task then
-      out[#out + 1] = format("in task %q (id %d)", err.task, err.task_id or 0)
-    end
     if err.traceback and err.traceback ~= "" then
       out[#out + 1] = err.traceback
     end

@@ -598,7 +598,7 @@ local function root_done(t, err)
       f = {}
       R.failures = f
     end
-    f[#f + 1] = err
+    f[#f + 1] = { err = err, task = t }
   end
 end
 
@@ -630,10 +630,25 @@ local function done(t)
       root_done(t, not handled and err or nil)
       return
     end
-    if err ~= nil and not handled then child_failed(p, t, err) end
+    local px = p[T_X]
+    if err ~= nil and not handled then
+      if x.raised or x.child_err ~= nil or (px and px.returned) then
+        child_failed(p, t, err)
+      else
+        -- A returned error is the task's result: it waits for a joiner
+        -- until the parent's function returns (see finish).
+        x.unclaimed = true
+        px = ext(p)
+        local held = px.held
+        if not held then
+          held = {}
+          px.held = held
+        end
+        held[#held + 1] = t
+      end
+    end
     local nl = p[T_NLIVE] - 1
     p[T_NLIVE] = nl
-    local px = p[T_X]
     if nl > 0 or not (px and px.returned) then return end
     t = p
   end
@@ -655,7 +670,25 @@ local function finish(t, fn, ok, ...)
       end
     end
   end
-  if err ~= nil then ext(t).err = err end
+  local x = t[T_X]
+  if err ~= nil then
+    x = ext(t)
+    x.err = err
+    x.raised = not ok
+  end
+  -- Errors children returned that nobody joined now fail this task.
+  local held = x and x.held
+  if held then
+    x.held = nil
+    for i = 1, #held do
+      local c = held[i]
+      local cx = c[T_X]
+      if cx.unclaimed then
+        cx.unclaimed = nil
+        child_failed(t, c, cx.err)
+      end
+    end
+  end
   -- From now on T_CO holds the function again, for the task's name.
   t[T_CO] = fn
   if t[T_NLIVE] == 0 then
@@ -729,7 +762,11 @@ end
 -- task:join([ctx]) -> results | true | nil, err
 function Task.join(t, ctx)
   checktask(t, "join")
-  if t[T_LIVE] == nil then return results(t) end
+  if t[T_LIVE] == nil then
+    local x = t[T_X]
+    if x then x.unclaimed = nil end -- its error is handled here
+    return results(t)
+  end
   local me = cur("join")
   if t == me then error("join: a task cannot join itself", 2) end
   local p = me[T_PARENT]
@@ -1055,8 +1092,9 @@ function S.outcome(verbose)
   if not f then return nil, false end
   local out, intr = {}, R.interrupted and true or false
   for i = 1, #f do
-    if not errors.is_cancel(f[i]) then intr = false end
-    out[i] = intr and "interrupted" or errors.report(f[i], verbose)
+    local err, t = f[i].err, f[i].task
+    if not errors.is_cancel(err) then intr = false end
+    out[i] = errors.report(err, verbose, task_name(t), t[T_ID])
   end
   if intr then out = { "interrupted" } end
   return out, intr

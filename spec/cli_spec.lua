@@ -1,0 +1,257 @@
+-- The weft command, run as a child process. These specs block the runtime
+-- while the child runs (io.popen), which is fine for a spec.
+local H = require "spec.helper"
+local task = H.task
+
+local weft_bin = H.weft_bin
+
+local function script(text)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- run(args) -> combined stdout and stderr, exit status
+local function run(args)
+  return H.sh(weft_bin .. " " .. args .. " 2>&1")
+end
+
+describe("the weft command", function()
+  it("runs a script as the root task with arg set as lua does",
+    task(function()
+      local path = script([[
+        print(arg[0] == ..., select("#", ...))
+        print(arg[-1], arg[0] ~= nil, arg[1], arg[2], ...)
+        weft.sleep(0.001)
+        local t = weft.go(function() return "child" end)
+        print(t:join())
+      ]])
+      local out, status = run(path .. " a b")
+      assert.equal(0, status)
+      assert.equal("false\t2\n" .. weft_bin .. "\ttrue\ta\tb\ta\tb\nchild\n",
+        out)
+      os.remove(path)
+    end))
+
+  it("-e runs code, and -e chunks run in order", task(function()
+    local out, status = run([[-e 'x = 1' -e 'print(x + 1)']])
+    assert.equal(0, status)
+    assert.equal("2\n", out)
+  end))
+
+  it("-l requires a library first", task(function()
+    local out, status = run([[-l string -e 'print(type(string))']])
+    assert.equal(0, status)
+    assert.equal("table\n", out)
+  end))
+
+  it("--version and --help", task(function()
+    local out, status = run("--version")
+    assert.equal(0, status)
+    assert.matches("^weft %d+%.%d+%.%d+ %(LuaJIT 2%.1", out)
+    out, status = run("--help")
+    assert.equal(0, status)
+    assert.matches("^usage: weft %[options%] %[script %[args%]%]", out)
+  end))
+
+  it("usage errors exit 2", task(function()
+    local out, status = run("--frobnicate")
+    assert.equal(2, status)
+    assert.matches("^weft: unknown option '%-%-frobnicate'", out)
+    out, status = run("-e")
+    assert.equal(2, status)
+    assert.matches("^weft: '%-e' needs an argument", out)
+  end))
+
+  it("a missing file is one clear message and exit 1", task(function()
+    local out, status = run("/nonexistent/x.lua")
+    assert.equal(1, status)
+    assert.matches("^weft: cannot open /nonexistent/x.lua[^\n]*\n$", out)
+  end))
+
+  it("a syntax error names file and line and exits 1", task(function()
+    local path = script("local x = 1\nx = = 2\n")
+    local out, status = run(path)
+    assert.equal(1, status)
+    assert.matches("^weft: [^\n]*%.lua:2: unexpected symbol near '='\n$", out)
+    os.remove(path)
+  end))
+
+  it("an uncaught error prints the task's name and traceback, exit 1",
+    task(function()
+      local path = script([[
+        local function deep() error("boom") end
+        weft.spawn { name = "worker", fn = function() deep() end }
+        weft.sleep(10)
+      ]])
+      local out, status = run(path)
+      assert.equal(1, status)
+      local lines = {}
+      for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+      assert.matches("^weft: .*%.lua:1: boom$", lines[1])
+      assert.equal('in task "worker" (id 2)', lines[2])
+      assert.equal("stack traceback:", lines[3])
+      assert.matches("in function 'deep'", out)
+      -- Reported once.
+      local _, n = out:gsub("boom", "")
+      assert.equal(1, n)
+      os.remove(path)
+    end))
+
+  it("-v adds the chain of causes", task(function()
+    local path = script([[
+      local ctx, cancel = weft.with_cancel()
+      cancel(weft.errors.new("shutdown", "server shutting down"))
+      local ok, err = weft.sleep(1, ctx)
+      return ok, err
+    ]])
+    local out, status = run(path)
+    assert.equal(1, status)
+    assert.equal("weft: context canceled\nin task \"main\" (id 1)\n", out)
+    out, status = run("-v " .. path)
+    assert.equal(1, status)
+    assert.matches("caused by: server shutting down", out)
+    os.remove(path)
+  end))
+
+  it("reports a deadlock with each blocked task and exits 1", task(function()
+    local path = script([[
+      local ch = weft.chan()
+      weft.spawn { name = "stuck", fn = function() ch:send(1) end }
+      weft.go(function() weft.chan():recv() end)
+      weft.sleep(0.001)
+      weft.chan():recv()
+    ]])
+    local out, status = run(path)
+    assert.equal(1, status)
+    assert.matches("^weft: all tasks are asleep %- deadlock!", out)
+    assert.matches('task 1 "main" %[recv on weft.chan #%d+ %(len 0, cap 0%)%]',
+      out)
+    assert.matches('task 2 "stuck" %[send on weft.chan', out)
+    assert.matches('task 3 "[^"]+%.lua:3" %[recv on', out)
+    assert.matches("%.lua:5: in main chunk", out)
+    os.remove(path)
+  end))
+
+  it("a task sleeping on a timer is not a deadlock", task(function()
+    local out, status = run([[-e 'weft.sleep(0.02); print("woke")']])
+    assert.equal(0, status)
+    assert.equal("woke\n", out)
+  end))
+
+  it("reads the script from standard input", task(function()
+    local out, status = H.sh("echo 'print(1 + 1)' | " .. weft_bin .. " - 2>&1")
+    assert.equal(0, status)
+    assert.equal("2\n", out)
+    out, status = H.sh("echo 'print(3)' | " .. weft_bin .. " 2>&1")
+    assert.equal(0, status)
+    assert.equal("3\n", out)
+  end))
+
+  it("Ctrl-C cancels the root context: tasks unwind and clean up, exit 130",
+    task(function()
+      local path = script([[
+        io.stdout:setvbuf("no")
+        weft.go(function()
+          local _, err = weft.sleep(60)
+          print("child unwinds: " .. err.kind)
+        end)
+        print("ready")
+        local _, err = weft.sleep(60)
+        print("main unwinds: " .. err.kind .. ", " .. tostring(err.cause))
+        return nil, err
+      ]])
+      local out, status = H.sh("(" .. weft_bin .. " " .. path ..
+        " & p=$!; sleep 0.3; kill -INT $p; wait $p) 2>&1")
+      assert.equal(130, status)
+      assert.matches("ready\n", out)
+      assert.matches("child unwinds: canceled\n", out)
+      assert.matches("main unwinds: canceled, interrupted\n", out)
+      assert.matches("weft: interrupted\n$", out)
+      os.remove(path)
+    end))
+
+  it("a second Ctrl-C exits at once with status 130, even from a busy loop",
+    task(function()
+      local path = script([[
+        io.stdout:setvbuf("no")
+        print("ready")
+        while true do end
+      ]])
+      local t0 = os.time()
+      local out, status = H.sh("(" .. weft_bin .. " " .. path ..
+        " & p=$!; sleep 0.3; kill -INT $p; sleep 0.1; kill -INT $p; wait $p)" ..
+        " 2>&1")
+      assert.equal(130, status)
+      assert.equal("ready\n", out)
+      assert.is_true(os.time() - t0 < 10)
+      os.remove(path)
+    end))
+
+  it("weft -e '' starts and exits cleanly", task(function()
+    local out, status = run("-e ''")
+    assert.equal(0, status)
+    assert.equal("", out)
+  end))
+end)
+
+describe("the Lua module", function()
+  local function luajit(code)
+    local path = script("package.cpath = " .. string.format("%q",
+      H.module_dir .. "/?.so;") .. " .. package.cpath\n" .. code)
+    local preload = os.getenv("WEFT_LUAJIT_PRELOAD")
+    local env = preload and ("LD_PRELOAD=" .. preload .. " ") or ""
+    local out, status = H.sh(env .. "luajit " .. path .. " 2>&1")
+    os.remove(path)
+    return out, status
+  end
+
+  it("require 'weft' from a stock luajit and weft.run a root task",
+    task(function()
+      local out, status = luajit([[
+        local weft = require "weft"
+        print(weft.run(function(a, b)
+          local ch = weft.chan()
+          weft.go(function() weft.sleep(0.001); ch:send(a * b) end)
+          return ch:recv(), "done"
+        end, 6, 7))
+        print(weft.run(function() return nil, "failed" end))
+        print(weft.run(function() error("raised", 0) end))
+        print(pcall(weft.go, print))
+        print(pcall(weft.sleep, 1))
+      ]])
+      assert.equal(0, status)
+      assert.equal(table.concat({
+        "42\tdone",
+        "nil\tfailed",
+        "nil\traised",
+        "false\tgo: not inside a task (start one with weft.run)",
+        "false\tsleep: not inside a task (start one with weft.run)",
+      }, "\n") .. "\n", out)
+    end))
+
+  it("weft.run reports a deadlock, cancels the blocked tasks and goes on",
+    task(function()
+      local out, status = luajit([[
+        local weft = require "weft"
+        local ok, err = weft.run(function()
+          local _, e = weft.chan():recv()
+          print("unwound: " .. e.kind)
+        end)
+        print(ok, err.kind)
+        print(weft.run(function() return "again" end))
+      ]])
+      assert.equal(0, status)
+      assert.equal("unwound: canceled\nnil\tdeadlock\nagain\n", out)
+    end))
+
+  it("weft.run cannot be nested", task(function()
+    local out = luajit([[
+      local weft = require "weft"
+      print(weft.run(function() return pcall(weft.run, print) end))
+    ]])
+    assert.matches("weft.run: already inside a task", out)
+  end))
+end)
