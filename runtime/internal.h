@@ -22,9 +22,8 @@
 */
 struct weft__timer {
   double deadline;
-  uint64_t seq;  /* insertion order breaks ties: equal deadlines fire FIFO */
-  uint32_t pos;  /* index in heap[] (1-based), or 0 when free */
-  uint32_t next; /* next free id, when free */
+  uint32_t seq;  /* insertion order breaks ties: equal deadlines fire FIFO */
+  uint32_t link; /* armed: index in heap[] (1-based); free: next free id */
 };
 
 struct weft__timers {
@@ -33,7 +32,7 @@ struct weft__timers {
   uint32_t n;            /* timers armed */
   uint32_t cap;          /* ids allocated, including id 0 */
   uint32_t free;         /* head of the free list, or 0 */
-  uint64_t seq;
+  uint32_t seq;
 };
 
 /* What the Lua side calls through FFI (mirrored by a cdef in sched.lua). */

@@ -23,7 +23,7 @@ int weft__timers_init(struct weft__timers *tm) {
   }
   /* Ids 1..cap-1 start on the free list, lowest first. */
   for (uint32_t id = tm->cap - 1; id >= 1; id--) {
-    tm->t[id].next = tm->free;
+    tm->t[id].link = tm->free;
     tm->free = id;
   }
   return 0;
@@ -46,23 +46,31 @@ static int grow(struct weft__timers *tm) {
   if (heap == NULL) return WEFT_ENOMEM;
   tm->heap = heap;
   for (uint32_t id = cap - 1; id >= tm->cap; id--) {
-    t[id].pos = 0;
-    t[id].next = tm->free;
+    t[id].link = tm->free;
     tm->free = id;
   }
   tm->cap = cap;
   return 0;
 }
 
+/* Sequence numbers wrap; comparing their difference keeps FIFO order as
+** long as the armed timers span less than 2^31 insertions. */
 static int earlier(const struct weft__timers *tm, uint32_t a, uint32_t b) {
   const struct weft__timer *x = &tm->t[a], *y = &tm->t[b];
   return x->deadline < y->deadline ||
-         (x->deadline == y->deadline && x->seq < y->seq);
+         (x->deadline == y->deadline && (int32_t)(x->seq - y->seq) < 0);
 }
 
 static void place(struct weft__timers *tm, uint32_t i, uint32_t id) {
   tm->heap[i] = id;
-  tm->t[id].pos = i;
+  tm->t[id].link = i;
+}
+
+/* A free id is never in the heap, so this cannot mistake one for armed. */
+static int armed(const struct weft__timers *tm, uint32_t id) {
+  if (id == 0 || id >= tm->cap) return 0;
+  uint32_t i = tm->t[id].link;
+  return i >= 1 && i <= tm->n && tm->heap[i] == id;
 }
 
 static void sift_up(struct weft__timers *tm, uint32_t i) {
@@ -98,8 +106,7 @@ static void remove_at(struct weft__timers *tm, uint32_t i) {
     else
       sift_down(tm, i);
   }
-  tm->t[id].pos = 0;
-  tm->t[id].next = tm->free;
+  tm->t[id].link = tm->free;
   tm->free = id;
 }
 
@@ -108,7 +115,7 @@ uint32_t weft__timer_add(weft_runtime *rt, double deadline) {
   struct weft__timers *tm = &rt->timers;
   if (tm->free == 0 && grow(tm) != 0) return 0;
   uint32_t id = tm->free;
-  tm->free = tm->t[id].next;
+  tm->free = tm->t[id].link;
   tm->t[id].deadline = deadline;
   tm->t[id].seq = tm->seq++;
   tm->heap[++tm->n] = id;
@@ -119,8 +126,8 @@ uint32_t weft__timer_add(weft_runtime *rt, double deadline) {
 /* Stop a timer; a no-op for an id that is not armed. */
 void weft__timer_del(weft_runtime *rt, uint32_t id) {
   struct weft__timers *tm = &rt->timers;
-  if (id == 0 || id >= tm->cap || tm->t[id].pos == 0) return;
-  remove_at(tm, tm->t[id].pos);
+  if (!armed(tm, id)) return;
+  remove_at(tm, tm->t[id].link);
 }
 
 /* Remove and return the earliest timer due at `now`, or 0. */
@@ -136,7 +143,7 @@ uint32_t weft__timer_pop(weft_runtime *rt, double now) {
 /* A timer's deadline, or NaN when it is not armed. */
 double weft__timer_deadline(weft_runtime *rt, uint32_t id) {
   struct weft__timers *tm = &rt->timers;
-  if (id == 0 || id >= tm->cap || tm->t[id].pos == 0) return NAN;
+  if (!armed(tm, id)) return NAN;
   return tm->t[id].deadline;
 }
 

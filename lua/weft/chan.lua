@@ -12,6 +12,7 @@ local R = S.R
 local T_CTX = S.T_CTX
 local park, wake, wq_new, wq_push, wq_pop = S.park, S.wake, S.wq_new,
   S.wq_push, S.wq_pop
+local yield, WAIT = coroutine.yield, S.WAIT
 local CtxMT = S.CtxMT
 local type, getmetatable, error, format, newproxy = type, getmetatable, error,
   string.format, newproxy
@@ -186,7 +187,8 @@ function methods.send(u, v, ctx)
   end
   local q = c.sq
   wq_push(q, t, 0, v)
-  local a, b = park(t, q, ctx)
+  park(t, q, ctx)
+  local a, b = yield(WAIT)
   if a == SEND_CLOSED then error("send on closed channel", 2) end
   return a, b
 end
@@ -226,7 +228,8 @@ function methods.recv(u, ctx)
   if c.closed then return nil, errors.closed() end
   local q = c.rq
   wq_push(q, t, 0, nil)
-  return park(t, q, ctx)
+  park(t, q, ctx)
+  return yield(WAIT) -- a tail call: see wake in weft.sched
 end
 
 -- ch:close(): closing twice raises, as in Go.
@@ -273,7 +276,7 @@ end
 
 --[[ weft.after ]]
 
-local function after_fire(c)
+function R.after_fire(c)
   try_send(c, S.now())
 end
 
@@ -285,7 +288,7 @@ function M.after(s)
   if s < math.huge then
     -- NOTE: the timer keeps the channel until it fires, as Go's time.After
     -- did before Go 1.23; in long loops prefer a context with a timeout.
-    S.timer_start(S.now() + (s > 0 and s or 0), after_fire, states[u])
+    S.timer_start(S.now() + (s > 0 and s or 0), states[u])
   end
   return u
 end

@@ -89,6 +89,19 @@ function M.capture(v, level)
   return e
 end
 
+-- capture_co(v, tb) -> err: as capture, for a value that killed a task's
+-- coroutine, whose traceback (read from the dead coroutine) is tb.
+function M.capture_co(v, tb)
+  if is_error(v) then
+    if not v.traceback then v.traceback = tb end
+    return v
+  end
+  local e = new("bug", describe(v))
+  e.value = v
+  e.traceback = tb
+  return e
+end
+
 -- failed(v) -> err: a value a task returned as its error (`return nil, v`),
 -- as a weft error, so that it can be reported with its task's name.
 function M.failed(v)
@@ -107,13 +120,13 @@ function M.report(err, verbose, task, task_id)
     out[#out + 1] = format("in task %q (id %d)", task, task_id or 0)
   end
   if is_error(err) then
-    if err.traceback and err.traceback ~= "" then
+    if err.traceback then
       out[#out + 1] = err.traceback
     end
     local c, depth = err.cause, 0
     while verbose and c ~= nil and depth < 32 do
       out[#out + 1] = "caused by: " .. describe(c)
-      if is_error(c) and c.traceback and c.traceback ~= "" then
+      if is_error(c) and c.traceback then
         out[#out + 1] = c.traceback
       end
       c = is_error(c) and c.cause or nil

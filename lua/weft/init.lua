@@ -11,6 +11,8 @@ local errors = require "weft.errors"
 local R = S.R
 local type = type
 
+S.install_coroutine_relay()
+
 local weft = {
   _VERSION = core.version,
 

@@ -7,8 +7,10 @@
 -- an FFI call ~57 ns), and C is reached through FFI only for the clock and
 -- the timer heap, which the libuv side owns (see docs/internals.md).
 --
--- A task is a table with its state in array slots (see T_* below), so that a
--- million sleeping tasks cost little more than their coroutines. A blocked
+-- A task is a table with its state in seven array slots (see T_* below),
+-- allocated at its exact size, so that a million sleeping tasks cost little
+-- more than their coroutines; what few tasks need (a name, results, a scope
+-- node, children) lives in an extension table made on demand. A blocked
 -- task is "parked": T_WAIT says on what, and whoever satisfies the wait calls
 -- wake(t, a, b), which puts it on the run queue; the trampoline (tick) later
 -- resumes its coroutine with (a, b). Wait queues hold (task, seq) entries;
@@ -20,14 +22,15 @@ local ffi = require "ffi"
 local core = require "weft.core"
 local errors = require "weft.errors"
 
-local resume, yield, create, running = coroutine.resume, coroutine.yield,
-  coroutine.create, coroutine.running
+local resume, yield, create = coroutine.resume, coroutine.yield,
+  coroutine.create
 local type, select, unpack, error, xpcall, pairs, next = type, select,
   unpack, error, xpcall, pairs, next
 local setmetatable, getmetatable, format = setmetatable, getmetatable,
   string.format
 local getinfo, getlocal = debug.getinfo, debug.getlocal
 local band = bit.band
+local tnew = require "table.new"
 
 ffi.cdef [[
 typedef struct weft_runtime weft_runtime;
@@ -57,25 +60,27 @@ local S = {}
 local R = { cur = nil }
 S.R = R
 
--- Task slots.
-local T_CO = 1      -- coroutine; before the first run, the task's function
-local T_CTX = 2     -- current context
+-- Task slots. The extension table (T_X) holds: name, node (the task's own
+-- cancel scope), nlive (children not finished), returned (its function has
+-- returned), res/err (its results), joinq, held (children's unjoined
+-- errors), wctx (the explicit context of the current wait).
+local T_CO = 1      -- function before the first run, then its coroutine,
+                    -- then the function again once it has returned
+local T_CTX = 2     -- current context; false once the task has finished
 local T_PARENT = 3  -- parent task (nil for a top-level task)
 local T_WAIT = 4    -- what the task is parked on, or nil
 local T_SEQ = 5     -- wait sequence number; bumped by every wake
-local T_NLIVE = 6   -- children not finished yet
-local T_X = 7       -- extension table (name, node, results, joiners...) or nil
-local T_LIVE = 8    -- index in the live registry; nil once finished
-local T_ID = 9      -- task id, in creation order
-local T_WCTX = 10   -- context the current wait is under
+local T_X = 6       -- extension table, or nil
+local T_ID = 7      -- task id, in creation order
 S.T_CO, S.T_CTX, S.T_PARENT, S.T_WAIT, S.T_SEQ = T_CO, T_CTX, T_PARENT,
   T_WAIT, T_SEQ
-S.T_NLIVE, S.T_X, S.T_LIVE, S.T_ID = T_NLIVE, T_X, T_LIVE, T_ID
+S.T_X, S.T_ID = T_X, T_ID
 
 -- Sentinels a task's coroutine yields to the trampoline. They are private, so
 -- a yield from user code (coroutine.yield in a task) cannot be mistaken for
 -- one of ours.
 local WAIT, YIELD, FREE = {}, {}, {}
+S.WAIT = WAIT
 local FOREVER = {}  -- T_WAIT of a task parked with no waker but cancellation
 
 local Task = {}
@@ -120,8 +125,20 @@ local function push(t, a, b)
   fill_b[n] = b
 end
 
--- wake(t, a, b): end t's wait; its park returns (a, b).
+local bg_blocked
+
+-- wake(t, a, b): end t's wait; its yield(WAIT) returns (a, b). The waker,
+-- not the woken task, takes it off the blocked set of its wait's context:
+-- so blocking calls can end with a tail call `return yield(WAIT)` and leave
+-- no frame of theirs on the task's stack. (A coroutine starts with 40 stack
+-- slots and a C call needs 20 free; every frame kept while parked can cost
+-- a stack twice the size, measured at +350 bytes per task.)
 local function wake(t, a, b)
+  local x = t[T_X]
+  local c = x and x.wctx
+  if c then x.wctx = nil else c = t[T_CTX] end
+  local n = c.node
+  if n then n.blocked[t] = nil else bg_blocked[t] = nil end
   t[T_WAIT] = nil
   t[T_SEQ] = t[T_SEQ] + 1
   local n = fill_n + 1
@@ -133,20 +150,22 @@ end
 S.wake = wake
 
 --[[ Timers ]]
--- The heap lives in C (timer.c); Lua keeps what to do when each id fires.
-local tfn, targ = {}, {}
+-- The heap lives in C (timer.c); Lua keeps each id's target: a task (a
+-- sleep ends), a context node (its deadline passes) or a channel state
+-- (weft.after delivers).
+local tgt = {}
 local ntimers = 0
+local deadline_fire
 
 local function now()
   return c_now(rt)
 end
 S.now = now
 
-local function timer_start(deadline, fn, arg)
+local function timer_start(deadline, target)
   local id = c_timer_add(rt, deadline)
   if id == 0 then error("weft: out of memory (timer heap)", 2) end
-  tfn[id] = fn
-  targ[id] = arg
+  tgt[id] = target
   ntimers = ntimers + 1
   return id
 end
@@ -154,9 +173,8 @@ S.timer_start = timer_start
 
 local function timer_stop(id)
   c_timer_del(rt, id)
-  if tfn[id] then
-    tfn[id] = nil
-    targ[id] = nil
+  if tgt[id] then
+    tgt[id] = nil
     ntimers = ntimers - 1
   end
 end
@@ -167,11 +185,17 @@ local function fire_timers()
   local t = c_now(rt)
   local id = c_timer_pop(rt, t)
   while id ~= 0 do
-    local f, a = tfn[id], targ[id]
-    tfn[id] = nil
-    targ[id] = nil
+    local g = tgt[id]
+    tgt[id] = nil
     ntimers = ntimers - 1
-    f(a)
+    local mt = getmetatable(g)
+    if mt == TaskMT then
+      wake(g, true)
+    elseif mt == CtxMT then
+      deadline_fire(g)
+    else
+      R.after_fire(g)
+    end
     id = c_timer_pop(rt, t)
   end
 end
@@ -275,27 +299,20 @@ S.wq_count = wq_count
 
 --[[ Parking ]]
 
--- park(t, w, ctx) -> a, b: block the running task t on w until woken.
--- The caller has already checked ctx and queued t where a waker finds it.
 local unpark
+-- Tasks blocked under a context without a node (background): never
+-- cancelled, but listed here for dumps and deadlock reports.
+bg_blocked = {}
 
+-- park(t, w, ctx): make the running task t parked on w under ctx. The
+-- caller has already checked ctx and queued t where a waker finds it, and
+-- must then `return yield(WAIT)` (or use its results), which returns what
+-- the waker passes.
 local function park(t, w, ctx)
   t[T_WAIT] = w
-  if running() ~= t[T_CO] then
-    -- Undo what the caller set up (queue entry, timer) before refusing.
-    unpark(t)
-    t[T_WAIT] = nil
-    t[T_SEQ] = t[T_SEQ] + 1
-    error("weft: blocking call inside a coroutine the task created itself " ..
-      "(run it as a task with weft.go instead)", 3)
-  end
-  t[T_WCTX] = ctx
+  if ctx ~= t[T_CTX] then ext(t).wctx = ctx end
   local n = ctx.node
-  if n then n.blocked[t] = true end
-  local a, b = yield(WAIT)
-  if n then n.blocked[t] = nil end
-  t[T_WCTX] = nil
-  return a, b
+  if n then n.blocked[t] = true else bg_blocked[t] = true end
 end
 S.park = park
 
@@ -328,6 +345,10 @@ S.cur = cur
 -- node: it knows the tasks blocked under it and its child nodes. A value
 -- context points at its nearest node; background has none.
 
+-- Nodes with no node above them; with their descendants they hold every
+-- blocked task, which is how dumps find tasks without a registry.
+local top_nodes = setmetatable({}, { __mode = "k" })
+
 local function node_new(parent, deadline)
   local pd = parent.dl
   if deadline == nil or (pd and pd <= deadline) then deadline = pd end
@@ -347,6 +368,8 @@ local function node_new(parent, deadline)
       end
       ch[c] = true
     end
+  else
+    top_nodes[c] = true
   end
   return c
 end
@@ -379,7 +402,7 @@ local function node_cancel(c, err)
 end
 S.node_cancel = node_cancel
 
-local function deadline_fire(c)
+function deadline_fire(c)
   c.timer = nil
   node_cancel(c, errors.deadline())
 end
@@ -391,7 +414,7 @@ local function node_deadline(c, deadline)
   if deadline <= now() then
     node_cancel(c, errors.deadline())
   elseif deadline < math.huge then
-    c.timer = timer_start(deadline, deadline_fire, c)
+    c.timer = timer_start(deadline, c)
   end
 end
 S.node_deadline = node_deadline
@@ -425,7 +448,8 @@ end
 S.context = context
 
 --[[ Tasks ]]
-local live, nlive = {}, 0     -- registry of unfinished tasks
+local ntasks = 0              -- unfinished tasks
+local finishing = {}          -- tasks whose function returned, with children
 local next_id = 1
 local pool, npool = {}, 0     -- idle coroutines, reused by new tasks
 local POOL_MAX = 65536
@@ -463,13 +487,13 @@ S.task_name = task_name
 local function spawn(fn, parent, ctx, name, args)
   local id = next_id
   next_id = id + 1
-  local n = nlive + 1
-  nlive = n
-  local t = setmetatable({ fn, ctx, parent, nil, 0, 0, nil, n, id, nil },
-    TaskMT)
-  live[n] = t
+  ntasks = ntasks + 1
+  local t = tnew(7, 0)
+  t[T_CO], t[T_CTX], t[T_PARENT], t[T_SEQ], t[T_ID] = fn, ctx, parent, 0, id
+  setmetatable(t, TaskMT)
   if parent then
-    parent[T_NLIVE] = parent[T_NLIVE] + 1
+    local px = ext(parent)
+    px.nlive = (px.nlive or 0) + 1
   else
     nroots = nroots + 1
   end
@@ -528,14 +552,11 @@ function S.spawn_root(fn, name, ...)
   return spawn(fn, nil, R.root_ctx, name, args)
 end
 
-local function registry_remove(t)
-  local i = t[T_LIVE]
-  local last = live[nlive]
-  live[i] = last
-  last[T_LIVE] = i
-  live[nlive] = nil
-  nlive = nlive - 1
-  t[T_LIVE] = nil
+-- The task has finished: it has no context any more.
+local function retire(t)
+  ntasks = ntasks - 1
+  finishing[t] = nil
+  t[T_CTX] = false
 end
 
 -- A child's error goes to its parent: it cancels the parent's scope, with
@@ -611,7 +632,7 @@ local function done(t)
   while true do
     local x = t[T_X]
     local err, handled = nil, false
-    registry_remove(t)
+    retire(t)
     if x then
       err = final_error(x)
       if x.node then node_cancel(x.node, SCOPE_END) end
@@ -647,9 +668,10 @@ local function done(t)
         held[#held + 1] = t
       end
     end
-    local nl = p[T_NLIVE] - 1
-    p[T_NLIVE] = nl
-    if nl > 0 or not (px and px.returned) then return end
+    px = p[T_X]
+    local nl = px.nlive - 1
+    px.nlive = nl
+    if nl > 0 or not px.returned then return end
     t = p
   end
 end
@@ -691,12 +713,13 @@ local function finish(t, fn, ok, ...)
   end
   -- From now on T_CO holds the function again, for the task's name.
   t[T_CO] = fn
-  if t[T_NLIVE] == 0 then
+  if not (x and x.nlive and x.nlive > 0) then
     done(t)
   else
     -- A failed task's children unwind at once, as a Trio nursery's do.
     if err ~= nil then node_cancel(own_node(t), errors.canceled(err)) end
-    ext(t).returned = true
+    x.returned = true
+    finishing[t] = true
   end
 end
 
@@ -713,31 +736,81 @@ end
 S.trap = trap
 
 -- body(t, fn, args): what every task coroutine runs. When a task ends, its
--- coroutine yields FREE and waits in the pool for the next task.
+-- coroutine yields FREE and waits in the pool for the next task. There is no
+-- xpcall: a raising task kills its coroutine, whose stack the trampoline
+-- reads for the traceback (and which is not reused). One frame less on every
+-- parked task's stack (see wake).
 local function body(t, fn, args)
   while true do
     if args then
-      finish(t, fn, xpcall(fn, trap, unpack(args, 1, args.n)))
+      finish(t, fn, true, fn(unpack(args, 1, args.n)))
     else
-      finish(t, fn, xpcall(fn, trap))
+      finish(t, fn, true, fn())
     end
     t, fn, args = yield(FREE)
   end
 end
 S.body = body
 
--- A task's coroutine died outside our handler, or yielded something that is
--- not ours: a bug in the task. Its coroutine is abandoned.
-local function broken(t, ok, v)
+--[[ Coroutines inside tasks ]]
+-- A task may run coroutines of its own (an iterator, a generator) that call
+-- blocking weft functions. Their yield(WAIT) must reach the trampoline, so
+-- coroutine.resume and coroutine.wrap pass weft's yields up through every
+-- level and hand the wake values back down. Other yields are untouched.
+-- NOTE: code that kept the original coroutine.resume from before weft was
+-- loaded does not pass them: its resume returns weft's private sentinel.
+
+local co_resume, co_create, co_status = coroutine.resume, coroutine.create,
+  coroutine.status
+
+local function relay(co, ok, s, ...)
+  if ok and (s == WAIT or s == YIELD) and R.cur then
+    return relay(co, co_resume(co, yield(s)))
+  end
+  return ok, s, ...
+end
+
+local function resume_relay(co, ...)
+  return relay(co, co_resume(co, ...))
+end
+
+local function wrap_results(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+local function wrap_relay(fn)
+  local co = co_create(fn)
+  return function(...)
+    if co_status(co) == "dead" then
+      error("cannot resume dead coroutine", 2)
+    end
+    return wrap_results(resume_relay(co, ...))
+  end
+end
+
+function S.install_coroutine_relay()
+  coroutine.resume = resume_relay
+  coroutine.wrap = wrap_relay
+end
+
+local co_traceback
+
+-- A task's coroutine died with an error, or yielded something that is not
+-- ours: the task failed. Its coroutine is abandoned.
+local function broken(t, co, ok, v)
+  local fn = task_fn(t)
   local e
   if ok then
     e = errors.new("bug", "coroutine.yield called in a task outside a " ..
       "coroutine of its own (use weft.yield)")
   else
-    e = errors.capture(v, 1)
+    e = errors.capture_co(v, co_traceback(co))
   end
-  e.task, e.task_id = task_name(t), t[T_ID]
-  finish(t, task_fn(t), false, e)
+  if not e.task then e.task, e.task_id = task_name(t), t[T_ID] end
+  R.cur = t -- finish runs as the task, as it does from body
+  finish(t, fn, false, e)
+  R.cur = nil
 end
 
 --[[ Task methods ]]
@@ -762,7 +835,7 @@ end
 -- task:join([ctx]) -> results | true | nil, err
 function Task.join(t, ctx)
   checktask(t, "join")
-  if t[T_LIVE] == nil then
+  if t[T_CTX] == false then
     local x = t[T_X]
     if x then x.unclaimed = nil end -- its error is handled here
     return results(t)
@@ -790,7 +863,8 @@ function Task.join(t, ctx)
     x.joinq = q
   end
   wq_push(q, me, 0, nil)
-  local a, b = park(me, q, ctx)
+  park(me, q, ctx)
+  local a, b = yield(WAIT)
   if a == nil then return nil, b end
   return results(t)
 end
@@ -800,7 +874,7 @@ end
 -- "canceled", err.cause = cause.
 function Task.cancel(t, cause)
   checktask(t, "cancel")
-  if t[T_LIVE] == nil then return end
+  if t[T_CTX] == false then return end
   local err = errors.canceled(cause)
   local x = ext(t)
   local n = x.node
@@ -808,15 +882,16 @@ function Task.cancel(t, cause)
     node_cancel(n, err)
     return
   end
-  local old = t[T_CTX]
-  n = node_new(old)
-  x.node = n
-  t[T_CTX] = n
+  n = node_new(t[T_CTX])
   node_cancel(n, err)
-  if t[T_WAIT] ~= nil and t[T_WCTX] == old then
+  -- Wake it unless it waits under a context of its own choosing (a shield),
+  -- before it moves to the new node: wake unregisters it from the old one.
+  if t[T_WAIT] ~= nil and x.wctx == nil then
     unpark(t)
     wake(t, nil, n.cerr)
   end
+  x.node = n
+  t[T_CTX] = n
 end
 
 function Task.name(t)
@@ -832,12 +907,12 @@ end
 -- task:done() -> true once the task and all its children have finished.
 function Task.done(t)
   checktask(t, "done")
-  return t[T_LIVE] == nil
+  return t[T_CTX] == false
 end
 
 function TaskMT.__tostring(t)
   local state
-  if t[T_LIVE] == nil then
+  if t[T_CTX] == false then
     state = "done"
   elseif t[T_WAIT] ~= nil then
     state = "blocked"
@@ -853,10 +928,6 @@ end
 
 --[[ Time and yielding ]]
 
-local function wake_sleeper(t)
-  wake(t, true)
-end
-
 -- weft.sleep(seconds [, ctx]) -> true | nil, err
 function S.sleep(s, ctx)
   local t = cur("sleep")
@@ -868,15 +939,13 @@ function S.sleep(s, ctx)
   end
   local n = ctx.node
   if n and n.cerr then return nil, n.cerr end
-  local ok, err
   if s == math.huge then
-    ok, err = park(t, FOREVER, ctx)
+    park(t, FOREVER, ctx)
   else
     if s < 0 then s = 0 end
-    ok, err = park(t, timer_start(c_now(rt) + s, wake_sleeper, t), ctx)
+    park(t, timer_start(c_now(rt) + s, t), ctx)
   end
-  if ok then return true end
-  return nil, err
+  return yield(WAIT) -- a tail call: see wake
 end
 
 -- weft.yield([ctx]) -> true | nil, err: let every other ready task run once.
@@ -884,11 +953,7 @@ function S.yield(ctx)
   local t = cur("yield")
   local n = (ctx or t[T_CTX]).node
   if n and n.cerr then return nil, n.cerr end
-  if running() ~= t[T_CO] then
-    error("weft: weft.yield inside a coroutine the task created itself", 2)
-  end
-  yield(YIELD)
-  return true
+  return yield(YIELD) -- resumed with true
 end
 
 function S.current()
@@ -900,11 +965,11 @@ end
 local function describe_wait(t)
   local w = t[T_WAIT]
   if w == nil then
-    if t[T_LIVE] == nil then return "done" end
+    if t[T_CTX] == false then return "done" end
     if t == R.cur then return "running" end
     local x = t[T_X]
     if not (x and x.returned) then return "ready" end
-    local n = t[T_NLIVE]
+    local n = x.nlive
     return format("waiting for %d %s", n, n == 1 and "child" or "children")
   end
   if type(w) == "number" then
@@ -924,59 +989,91 @@ local function internal(src)
   return src:find("weft/[%w_]+%.lua$") ~= nil or src == "=[C]"
 end
 
--- task_traceback(t) -> the user frames of a task's stack, innermost first.
-local function task_traceback(t)
-  local co = t[T_CO]
-  if type(co) ~= "thread" then return "" end
+-- co_traceback(co) -> "stack traceback:" and the user frames of a task's
+-- coroutine (suspended, or dead from an error), innermost first; nil when
+-- there are none.
+function co_traceback(co)
   local lines = {}
   local level = 0
   while true do
-    local info = getinfo(co, level, "Sln")
-    if not info then break end
-    if info.func == body then break end
+    local info = getinfo(co, level, "Slnf")
+    if not info or info.func == body then break end
     if not internal(info.source) or #lines > 0 then
+      local outer = getinfo(co, level + 1, "f")
       local where = info.currentline > 0 and
         format("%s:%d", info.short_src, info.currentline) or info.short_src
-      local what = info.name and format("in function '%s'", info.name) or
-        (info.what == "main" and "in main chunk") or
-        format("in function <%s:%d>", info.short_src, info.linedefined)
+      local what
+      if info.what == "main" then
+        what = "in main chunk"
+      elseif info.name and not (outer and outer.func == body) then
+        what = format("in function '%s'", info.name)
+      else
+        what = format("in function <%s:%d>", info.short_src, info.linedefined)
+      end
       lines[#lines + 1] = "\t" .. where .. ": " .. what
     end
     level = level + 1
   end
-  -- Drop the trailing internal frames (xpcall and our wrappers).
+  -- Drop trailing internal frames (a coroutine relay, say).
   while #lines > 0 and (lines[#lines]:find("^\t%[C%]") or
       lines[#lines]:find("weft/[%w_]+%.lua")) do
     lines[#lines] = nil
   end
-  return table.concat(lines, "\n")
+  if #lines == 0 then return nil end
+  return "stack traceback:\n" .. table.concat(lines, "\n")
+end
+
+local function task_traceback(t)
+  local co = t[T_CO]
+  if type(co) ~= "thread" then return nil end
+  return co_traceback(co)
 end
 S.task_traceback = task_traceback
 
-local function sorted_live()
-  local list = {}
-  for i = 1, nlive do list[i] = live[i] end
+-- all_tasks() -> every unfinished task, by id: the running one, the ready
+-- ones, the blocked ones (under the cancel nodes, or background) and those
+-- waiting for their children. Slow; for dumps and reports only.
+local function all_tasks()
+  local seen, list = {}, {}
+  local function add(t)
+    if t and not seen[t] and t[T_CTX] ~= false then
+      seen[t] = true
+      list[#list + 1] = t
+    end
+  end
+  local function walk(n)
+    for t in pairs(n.blocked) do add(t) end
+    if n.children then
+      for c in pairs(n.children) do walk(c) end
+    end
+  end
+  add(R.cur)
+  for i = run_i, run_n do add(run_t[i]) end
+  for i = 1, fill_n do add(fill_t[i]) end
+  for t in pairs(bg_blocked) do add(t) end
+  for t in pairs(finishing) do add(t) end
+  for n in pairs(top_nodes) do walk(n) end
   table.sort(list, function(a, b) return a[T_ID] < b[T_ID] end)
   return list
 end
-S.sorted_live = sorted_live
+S.all_tasks = all_tasks
 
 -- deadlock_report() -> text naming every unfinished task, what it waits on
 -- and where (Go's "all goroutines are asleep").
 function S.deadlock_report()
   local out = { "all tasks are asleep - deadlock!" }
-  for _, t in ipairs(sorted_live()) do
+  for _, t in ipairs(all_tasks()) do
     out[#out + 1] = ""
     out[#out + 1] = format("task %d %q [%s]:", t[T_ID], task_name(t),
       describe_wait(t))
     local tb = task_traceback(t)
-    if tb ~= "" then out[#out + 1] = tb end
+    if tb then out[#out + 1] = tb end
   end
   return table.concat(out, "\n")
 end
 
 function S.stats()
-  return nlive, fill_n + run_n - run_i + 1, ntimers, npool
+  return ntasks, fill_n + run_n - run_i + 1, ntimers, npool
 end
 
 --[[ The trampoline ]]
@@ -1043,14 +1140,14 @@ function S.tick(budget)
           pool[npool] = co
         end
       elseif s == YIELD then
-        push(t)
+        push(t, true)
       else
-        broken(t, ok, s)
+        broken(t, co, ok, s)
       end
     end
     ran = ran + 1
   end
-  return fill_n + run_n - run_i + 1, nlive
+  return fill_n + run_n - run_i + 1, ntasks
 end
 
 -- cancel_root(err): cancel the context every top-level task runs under.
@@ -1061,12 +1158,15 @@ end
 -- abandon(): forget every unfinished task (they are deadlocked even after
 -- cancellation); the garbage collector takes their coroutines.
 function S.abandon()
-  for i = 1, nlive do
-    local t = live[i]
-    t[T_LIVE] = nil
-    live[i] = nil
+  for _, t in ipairs(all_tasks()) do
+    if t[T_WAIT] ~= nil then
+      unpark(t) -- stops its timer, so nothing can resume it again
+      t[T_WAIT] = nil
+    end
+    t[T_CTX] = false
   end
-  nlive, nroots = 0, 0
+  bg_blocked, finishing = {}, {}
+  ntasks, nroots = 0, 0
   R.root_ctx = node_new(background)
 end
 

@@ -19,6 +19,7 @@ local T_CTX = S.T_CTX
 local states, try_send, try_recv = C.states, C.try_send, C.try_recv
 local CLOSED, SEND_CLOSED = C.CLOSED, C.SEND_CLOSED
 local park, wq_push, wq_ready = S.park, S.wq_push, S.wq_ready
+local yield, WAIT = coroutine.yield, S.WAIT
 local CtxMT = S.CtxMT
 local random = math.random
 local type, getmetatable, error, format = type, getmetatable, error,
@@ -136,7 +137,8 @@ function M.select(cases, ctx)
       if u then wq_push(states[u].sq, t, i, cs.value) end
     end
   end
-  local k, v = park(t, cases, ctx)
+  park(t, cases, ctx)
+  local k, v = yield(WAIT)
   if k == nil then return nil, v end
   for i = 1, n do
     if i ~= k then

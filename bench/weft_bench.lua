@@ -1,0 +1,111 @@
+-- weft_bench.lua WORKLOAD: one figure of weft's, printed as "name value".
+-- Run by bench/run, one process per workload so peak RSS is per workload.
+local workload = ...
+
+local function rss_kb(field)
+  for line in io.lines("/proc/self/status") do
+    local v = line:match("^" .. field .. ":%s+(%d+) kB")
+    if v then return tonumber(v) end
+  end
+end
+
+local clock = os.clock
+
+local benches = {}
+
+-- Ping-pong over an unbuffered channel: ns per round trip.
+function benches.pingpong()
+  local N = 1000000
+  local a, b = weft.chan(), weft.chan()
+  local t0 = clock()
+  local echo = weft.go(function()
+    for _ = 1, N do b:send(a:recv()) end
+  end)
+  for i = 1, N do
+    a:send(i)
+    b:recv()
+  end
+  echo:join()
+  return (clock() - t0) / N * 1e9
+end
+
+-- Spawn and finish 100,000 tasks, waiting for all: ns per task.
+function benches.spawn()
+  local N = 100000
+  local fn = function() end
+  local best = math.huge
+  for _ = 1, 5 do
+    local t0 = clock()
+    weft.scope(function()
+      for _ = 1, N do weft.go(fn) end
+    end)
+    -- The scope's function returned; its tasks are children of this task,
+    -- so wait for them the structured way: a task that spawns them all.
+    local t = weft.go(function()
+      for _ = 1, N do weft.go(fn) end
+    end)
+    t:join()
+    local dt = (clock() - t0) / (2 * N) * 1e9
+    if dt < best then best = dt end
+  end
+  return best
+end
+
+-- 1,000,000 tasks each sleeping 100 ms: wall seconds and peak RSS per task.
+function benches.sleepers()
+  local N = 1000000
+  collectgarbage()
+  local base = rss_kb("VmRSS")
+  local t0 = weft.now()
+  local sleeper = function() weft.sleep(0.1) end
+  local all = weft.go(function()
+    for _ = 1, N do weft.go(sleeper) end
+  end)
+  all:join()
+  local wall = weft.now() - t0
+  local peak = rss_kb("VmHWM")
+  return wall, (peak - base) * 1024 / N
+end
+
+-- One producer, one consumer, buffered channel of 128: ns per item.
+function benches.buffered()
+  local N = 2000000
+  local ch = weft.chan(128)
+  local t0 = clock()
+  weft.go(function()
+    for i = 1, N do ch:send(i) end
+    ch:close()
+  end)
+  local n = 0
+  for _ in ch:iter() do n = n + 1 end
+  assert(n == N)
+  return (clock() - t0) / N * 1e9
+end
+
+-- select over 4 channels, one ready: ns per select.
+function benches.select()
+  local N = 1000000
+  local a, b, c, d = weft.chan(1), weft.chan(1), weft.chan(1), weft.chan(1)
+  local cases = { { recv = a }, { recv = b }, { recv = c }, { recv = d } }
+  local t0 = clock()
+  for i = 1, N do
+    c:send(i)
+    weft.select(cases)
+  end
+  local send_only = clock()
+  for i = 1, N do
+    c:send(i)
+    c:recv()
+  end
+  local t1 = clock()
+  -- Subtract the send (and a plain recv) measured in the same run.
+  return ((send_only - t0) - (t1 - send_only) / 2) / N * 1e9
+end
+
+local f = benches[workload]
+if not f then
+  io.stderr:write("usage: weft bench/weft_bench.lua " ..
+    "pingpong|spawn|sleepers|buffered|select\n")
+  os.exit(2)
+end
+print(workload, f())
