@@ -243,47 +243,55 @@ local function wq_push(q, t, k, v)
 end
 S.wq_push = wq_push
 
--- wq_pop(q) -> t, k, v of the first live entry, removed; or nil.
-local function wq_pop(q)
+-- Drop dead entries at the head of q; returns the new head.
+local function wq_skip(q)
   local h, e = q.h, q.e
-  while h < e do
-    local t, s = q[h], q[h + 1]
-    local k, v = q[h + 2], q[h + 3]
+  while h < e and q[h][T_SEQ] ~= q[h + 1] do
     q[h] = nil
     q[h + 3] = nil
     h = h + 4
-    if t[T_SEQ] == s then
-      if h == e then
-        q.h, q.e, q.dead = 1, 1, 0
-      else
-        q.h = h
-      end
-      return t, k, v
-    end
     local d = q.dead
     if d > 0 then q.dead = d - 1 end
   end
-  q.h, q.e, q.dead = 1, 1, 0
-  return nil
+  if h == e then
+    q.h, q.e, q.dead = 1, 1, 0
+    return 1
+  end
+  q.h = h
+  return h
+end
+
+-- wq_pop(q) -> t, k, v of the first live entry, removed; or nil. The usual
+-- case, a live entry at the head, takes no loop, so that LuaJIT compiles it
+-- into the caller's trace (a loop there aborts the trace).
+local function wq_pop(q)
+  local h = q.h
+  if h >= q.e then return nil end
+  local t = q[h]
+  if t[T_SEQ] ~= q[h + 1] then
+    h = wq_skip(q)
+    if h >= q.e then return nil end
+    t = q[h]
+  end
+  local k, v = q[h + 2], q[h + 3]
+  q[h] = nil
+  q[h + 3] = nil
+  h = h + 4
+  if h == q.e then
+    q.h, q.e, q.dead = 1, 1, 0
+  else
+    q.h = h
+  end
+  return t, k, v
 end
 S.wq_pop = wq_pop
 
 -- wq_ready(q) -> true if a live entry waits; drops dead ones at the head.
 local function wq_ready(q)
-  local h, e = q.h, q.e
-  while h < e do
-    if q[h][T_SEQ] == q[h + 1] then
-      q.h = h
-      return true
-    end
-    q[h] = nil
-    q[h + 3] = nil
-    h = h + 4
-    local d = q.dead
-    if d > 0 then q.dead = d - 1 end
-  end
-  q.h, q.e, q.dead = 1, 1, 0
-  return false
+  local h = q.h
+  if h >= q.e then return false end
+  if q[h][T_SEQ] == q[h + 1] then return true end
+  return wq_skip(q) < q.e
 end
 S.wq_ready = wq_ready
 
