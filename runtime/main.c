@@ -94,11 +94,10 @@ static int complete(lua_State *L, const char *src) {
   int rc = luaL_loadbuffer(L, lua_tostring(L, -1), lua_objlen(L, -1), "=stdin");
   lua_pop(L, 2);
   if (rc == 0) {
+    /* One line of wrapper, so messages keep the input's line numbers. */
     lua_pushfstring(L,
-                    "local function show(...)\n"
-                    "  if select('#', ...) > 0 then print(...) end\n"
-                    "end\n"
-                    "show((function() return %s\nend)())",
+                    "local function show(...) if select('#', ...) > 0 then "
+                    "print(...) end end show((function() return %s\nend)())",
                     src);
     return 1;
   }

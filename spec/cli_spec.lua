@@ -190,6 +190,25 @@ describe("the weft command", function()
       os.remove(path)
     end))
 
+  it("SIGQUIT prints every task to stderr and the program goes on",
+    task(function()
+      local path = script([[
+        io.stdout:setvbuf("no")
+        weft.spawn { name = "sleeper", fn = function() weft.sleep(0.6) end }
+        print("ready")
+        weft.sleep(0.6)
+        print("still running")
+      ]])
+      local out, status = H.sh("(" .. weft_bin .. " " .. path ..
+        " & p=$!; sleep 0.3; kill -QUIT $p; wait $p) 2>&1")
+      assert.equal(0, status)
+      assert.matches("^ready\nweft: SIGQUIT: 2 tasks\n", out)
+      assert.matches('task 1 "main" %[sleep until [%d.]+%]:', out)
+      assert.matches('task 2 "sleeper" %[sleep until', out)
+      assert.matches("still running\n$", out)
+      os.remove(path)
+    end))
+
   it("weft -e '' starts and exits cleanly", task(function()
     local out, status = run("-e ''")
     assert.equal(0, status)

@@ -186,9 +186,9 @@ function M.scope(fn, opts)
   local c = node_new(parent, deadline)
   if deadline then node_deadline(c, deadline) end
   local saved = t[T_CTX]
-  t[T_CTX] = c
+  S.set_ctx(t, c)
   local r = pack(xpcall(fn, S.trap, c))
-  t[T_CTX] = saved
+  S.set_ctx(t, saved)
   node_cancel(c, SCOPE_END)
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
