@@ -55,17 +55,17 @@ struct weft_runtime {
   uv_loop_t *loop;
   uv_loop_t own_loop;
   int owns_loop;
-  lua_State *L;  /* main thread of the state */
+  lua_State *L; /* main thread of the state */
   int owns_L;
   uv_timer_t timer; /* wakes the loop at the earliest weft timer */
   uv_async_t async; /* wakes the loop for posts and interrupts */
   struct weft__timers timers;
   struct weft__api api;
-  uint64_t t0;      /* uv_hrtime() at creation: weft.now() counts from it */
+  uint64_t t0; /* uv_hrtime() at creation: weft.now() counts from it */
   weft_config cfg;
-  int ref_tick;     /* registry refs to weft.sched functions */
+  int ref_tick; /* registry refs to weft.sched functions */
   int ref_sched;
-  int running;      /* a driver is on the stack */
+  int running; /* a driver is on the stack */
   _Atomic unsigned events;
   uv_mutex_t post_mu;
   struct weft__post *posts, *posts_tail;

@@ -52,21 +52,21 @@ static void print_error(weft_runtime *rt, const char *msg, void *ud) {
 
 static void usage(FILE *f) {
   fputs(
-    "usage: weft [options] [script [args]]\n"
-    "Run a Lua script as the root task of a weft runtime.\n"
-    "\n"
-    "  -e code     run code (may be given several times)\n"
-    "  -l name     require library 'name' before the script\n"
-    "  -v          verbose errors: causes and full details\n"
-    "  --version   print the version and exit\n"
-    "  --help      print this help and exit\n"
-    "  --          stop handling options\n"
-    "  -           run the script from standard input\n"
-    "\n"
-    "With no script and no -e: a prompt when standard input is a terminal,\n"
-    "else the script is read from standard input.\n"
-    "Exit status: 0 ok, 1 uncaught error, 2 usage, 130 interrupted.\n",
-    f);
+      "usage: weft [options] [script [args]]\n"
+      "Run a Lua script as the root task of a weft runtime.\n"
+      "\n"
+      "  -e code     run code (may be given several times)\n"
+      "  -l name     require library 'name' before the script\n"
+      "  -v          verbose errors: causes and full details\n"
+      "  --version   print the version and exit\n"
+      "  --help      print this help and exit\n"
+      "  --          stop handling options\n"
+      "  -           run the script from standard input\n"
+      "\n"
+      "With no script and no -e: a prompt when standard input is a terminal,\n"
+      "else the script is read from standard input.\n"
+      "Exit status: 0 ok, 1 uncaught error, 2 usage, 130 interrupted.\n",
+      f);
 }
 
 static int status_of(weft_runtime *rt, int rc) {
@@ -74,9 +74,7 @@ static int status_of(weft_runtime *rt, int rc) {
   case 0: return EXIT_SUCCESS;
   case WEFT_EINTR: return EXIT_INTERRUPTED;
   case WEFT_ETASK: return EXIT_FAILURE; /* already printed by print_error */
-  default:
-    print_error(rt, weft_last_error(rt), NULL);
-    return EXIT_FAILURE;
+  default: print_error(rt, weft_last_error(rt), NULL); return EXIT_FAILURE;
   }
 }
 
@@ -254,7 +252,7 @@ int main(int argc, char **argv) {
       status = repl(rt);
     } else {
       char dash[] = "-";
-      char *args[] = { dash };
+      char *args[] = {dash};
       int rc = weft_spawn_file(rt, NULL, 1, args);
       if (rc == 0) rc = weft_run(rt);
       status = status_of(rt, rc);

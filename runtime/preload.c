@@ -21,8 +21,8 @@ struct module {
 };
 
 static const struct module modules[] = {
-#define XX(name, file, sym) { name, file, sym, sizeof(sym) },
-  WEFT_LUA_MODULES(XX)
+#define XX(name, file, sym) {name, file, sym, sizeof(sym)},
+    WEFT_LUA_MODULES(XX)
 #undef XX
 };
 

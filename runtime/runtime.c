@@ -268,9 +268,9 @@ static int lcore_drive(lua_State *L) {
 static int luaopen_weft_core(lua_State *L) {
   weft_runtime *rt = tort(L);
   static const luaL_Reg funcs[] = {
-    { "drain_posts", lcore_drain_posts },
-    { "drive", lcore_drive },
-    { NULL, NULL },
+      {"drain_posts", lcore_drain_posts},
+      {"drive", lcore_drive},
+      {NULL, NULL},
   };
   lua_newtable(L);
   luaL_register(L, NULL, funcs);
@@ -417,7 +417,8 @@ void weft_free(weft_runtime *rt) {
   if (rt->owns_loop) {
     /* Closing callbacks run on the next turn; keep turning until the loop
     ** has nothing left (libuv: memory is released only after close_cb). */
-    while (uv_loop_close(rt->loop) == UV_EBUSY) uv_run(rt->loop, UV_RUN_ONCE);
+    while (uv_loop_close(rt->loop) == UV_EBUSY)
+      uv_run(rt->loop, UV_RUN_ONCE);
   } else {
     uv_run(rt->loop, UV_RUN_NOWAIT);
   }
@@ -440,7 +441,7 @@ void weft_free(weft_runtime *rt) {
 static int spawn_loaded(weft_runtime *rt, lua_State *L, const char *name,
                         int nargs) {
   lua_pushstring(L, name);
-  lua_insert(L, -1 - nargs);          /* fn, name, args... */
+  lua_insert(L, -1 - nargs); /* fn, name, args... */
   push_sched_fn(rt, L, "spawn_root", nargs + 2);
   if (lua_pcall(L, nargs + 2, 0, 0) != 0) {
     weft__set_error(rt, lua_tostring(L, -1));
@@ -450,8 +451,7 @@ static int spawn_loaded(weft_runtime *rt, lua_State *L, const char *name,
   return 0;
 }
 
-int weft_spawn_file(weft_runtime *rt, const char *path, int argc,
-                    char **argv) {
+int weft_spawn_file(weft_runtime *rt, const char *path, int argc, char **argv) {
   lua_State *L = rt->L;
   lua_createtable(L, argc, 1);
   for (int i = 0; i < argc; i++) {
@@ -464,7 +464,8 @@ int weft_spawn_file(weft_runtime *rt, const char *path, int argc,
     lua_pop(L, 1);
     return WEFT_ESCRIPT;
   }
-  for (int i = 1; i < argc; i++) lua_pushstring(L, argv[i]);
+  for (int i = 1; i < argc; i++)
+    lua_pushstring(L, argv[i]);
   return spawn_loaded(rt, L, "main", argc > 1 ? argc - 1 : 0);
 }
 
@@ -492,7 +493,8 @@ lua_State *weft_lua(weft_runtime *rt) {
 
 const char *weft_strerror(int err) {
   switch (err) {
-#define XX(name, code, msg) case code: return msg;
+#define XX(name, code, msg)                                                    \
+  case code: return msg;
     WEFT_ERRNO_MAP(XX)
 #undef XX
   case 0: return "success";
@@ -502,7 +504,8 @@ const char *weft_strerror(int err) {
 
 const char *weft_err_name(int err) {
   switch (err) {
-#define XX(name, code, _) case code: return "WEFT_" #name;
+#define XX(name, code, _)                                                      \
+  case code: return "WEFT_" #name;
     WEFT_ERRNO_MAP(XX)
 #undef XX
   case 0: return "WEFT_OK";

@@ -170,9 +170,8 @@ describe("cancellation wakes every blocked operation at once", function()
     it(name, task(function()
       local ctx, cancel = weft.with_cancel()
       local results = {}
-      local tasks = {}
-      for i = 1, 3 do
-        tasks[i] = weft.go(function()
+      for _ = 1, 3 do
+        weft.go(function()
           local v, err = op(ctx)
           results[#results + 1] = { v, err and err.kind, err and err.cause }
         end)
@@ -250,6 +249,7 @@ describe("weft.scope", function()
     assert.has_error(function() weft.scope(1) end,
       "bad argument #1 to 'scope' (function expected, got number)")
     assert.has_error(function() weft.scope(print, { timeout = "x" }) end,
-      "bad argument #2 to 'scope' (field 'timeout': number expected, got string)")
+      "bad argument #2 to 'scope' (field 'timeout': number expected, " ..
+      "got string)")
   end))
 end)

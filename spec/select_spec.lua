@@ -61,7 +61,9 @@ describe("weft.select", function()
 
   it("weft.after as a timeout", task(function()
     local t0 = weft.now()
-    local i = weft.select { { recv = weft.chan() }, { recv = weft.after(0.01) } }
+    local i = weft.select {
+      { recv = weft.chan() }, { recv = weft.after(0.01) },
+    }
     assert.equal(2, i)
     assert.is_true(weft.now() - t0 >= 0.01)
   end))
@@ -69,7 +71,9 @@ describe("weft.select", function()
   it("ctx:done() as a case", task(function()
     local ctx, cancel = weft.with_cancel(weft.background())
     weft.go(function() weft.sleep(0.005); cancel() end)
-    local i, v, err = weft.select { { recv = weft.chan() }, { recv = ctx:done() } }
+    local i, v, err = weft.select {
+      { recv = weft.chan() }, { recv = ctx:done() },
+    }
     assert.equal(2, i)
     assert.is_nil(v)
     assert.equal("closed", err.kind)

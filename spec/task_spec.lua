@@ -177,7 +177,10 @@ describe("task errors", function()
 
   it("`return nil, err` fails the task with err, handed to the joiner as is",
     task(function()
-      local t = weft.go(function() weft.sleep(0.001); return nil, "not found" end)
+      local t = weft.go(function()
+        weft.sleep(0.001)
+        return nil, "not found"
+      end)
       local v, err = t:join()
       assert.is_nil(v)
       assert.equal("not found", err)

@@ -13,36 +13,36 @@
 
 static int failures;
 
-#define ASSERT(cond)                                                          \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__,    \
-              #cond);                                                         \
-      failures++;                                                             \
-      return;                                                                 \
-    }                                                                         \
+#define ASSERT(cond)                                                           \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__,     \
+              #cond);                                                          \
+      failures++;                                                              \
+      return;                                                                  \
+    }                                                                          \
   } while (0)
 
-#define ASSERT_EQ(a, b)                                                       \
-  do {                                                                        \
-    long long a_ = (long long)(a), b_ = (long long)(b);                       \
-    if (a_ != b_) {                                                           \
-      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,     \
-              __LINE__, #a, #b, a_, b_);                                      \
-      failures++;                                                             \
-      return;                                                                 \
-    }                                                                         \
+#define ASSERT_EQ(a, b)                                                        \
+  do {                                                                         \
+    long long a_ = (long long)(a), b_ = (long long)(b);                        \
+    if (a_ != b_) {                                                            \
+      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,      \
+              __LINE__, #a, #b, a_, b_);                                       \
+      failures++;                                                              \
+      return;                                                                  \
+    }                                                                          \
   } while (0)
 
-#define ASSERT_STR_CONTAINS(s, sub)                                           \
-  do {                                                                        \
-    const char *s_ = (s);                                                     \
-    if (strstr(s_, (sub)) == NULL) {                                          \
-      fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,    \
-              __LINE__, s_, (sub));                                           \
-      failures++;                                                             \
-      return;                                                                 \
-    }                                                                         \
+#define ASSERT_STR_CONTAINS(s, sub)                                            \
+  do {                                                                         \
+    const char *s_ = (s);                                                      \
+    if (strstr(s_, (sub)) == NULL) {                                           \
+      fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,     \
+              __LINE__, s_, (sub));                                            \
+      failures++;                                                              \
+      return;                                                                  \
+    }                                                                          \
   } while (0)
 
 /* Read global `name` as an integer. */
@@ -57,14 +57,15 @@ static long long global_int(weft_runtime *rt, const char *name) {
 static void test_run_script(void) {
   weft_runtime *rt = weft_new(NULL);
   ASSERT(rt != NULL);
-  ASSERT_EQ(weft_spawn_string(rt,
-                              "local ch = weft.chan()\n"
-                              "weft.go(function() for i = 1, 10 do ch:send(i) end "
-                              "ch:close() end)\n"
-                              "total = 0\n"
-                              "for v in ch:iter() do total = total + v end\n",
-                              "=test"),
-            0);
+  ASSERT_EQ(
+      weft_spawn_string(rt,
+                        "local ch = weft.chan()\n"
+                        "weft.go(function() for i = 1, 10 do ch:send(i) end "
+                        "ch:close() end)\n"
+                        "total = 0\n"
+                        "for v in ch:iter() do total = total + v end\n",
+                        "=test"),
+      0);
   ASSERT_EQ(weft_run(rt), 0);
   ASSERT_EQ(global_int(rt, "total"), 55);
   weft_free(rt);
@@ -93,15 +94,14 @@ static void on_error(weft_runtime *rt, const char *msg, void *ud) {
 }
 
 static void test_task_error_hook(void) {
-  struct errors_seen seen = { 0, "" };
-  weft_config cfg = { 0 };
+  struct errors_seen seen = {0, ""};
+  weft_config cfg = {0};
   cfg.on_error = on_error;
   cfg.ud = &seen;
   weft_runtime *rt = weft_new(&cfg);
   ASSERT(rt != NULL);
-  ASSERT_EQ(weft_spawn_string(rt, "weft.go(function() error('boom') end)",
-                              "=t"),
-            0);
+  ASSERT_EQ(
+      weft_spawn_string(rt, "weft.go(function() error('boom') end)", "=t"), 0);
   ASSERT_EQ(weft_run(rt), WEFT_ETASK);
   ASSERT_EQ(seen.n, 1);
   ASSERT_STR_CONTAINS(seen.last, "boom");
@@ -239,7 +239,7 @@ static void run_job(void *arg) {
 }
 
 static void test_two_threads(void) {
-  struct job a = { 1, 0, -1 }, b = { 2, 0, -1 };
+  struct job a = {1, 0, -1}, b = {2, 0, -1};
   uv_thread_t ta, tb;
   ASSERT_EQ(uv_thread_create(&ta, run_job, &a), 0);
   ASSERT_EQ(uv_thread_create(&tb, run_job, &b), 0);
@@ -254,10 +254,16 @@ static void test_two_threads(void) {
 static void test_two_in_one_thread(void) {
   weft_runtime *x = weft_new(NULL), *y = weft_new(NULL);
   ASSERT(x != NULL && y != NULL);
-  ASSERT_EQ(weft_spawn_string(x, "n = 0; for i = 1, 5 do weft.sleep(0.005) "
-                                 "n = n + 1 end", "=x"), 0);
-  ASSERT_EQ(weft_spawn_string(y, "n = 0; for i = 1, 5 do weft.sleep(0.005) "
-                                 "n = n + 10 end", "=y"), 0);
+  ASSERT_EQ(weft_spawn_string(x,
+                              "n = 0; for i = 1, 5 do weft.sleep(0.005) "
+                              "n = n + 1 end",
+                              "=x"),
+            0);
+  ASSERT_EQ(weft_spawn_string(y,
+                              "n = 0; for i = 1, 5 do weft.sleep(0.005) "
+                              "n = n + 10 end",
+                              "=y"),
+            0);
   int lx = 1, ly = 1;
   while (lx > 0 || ly > 0) {
     if (lx > 0) lx = weft_step(x, 1.0);
@@ -279,8 +285,11 @@ static void test_attach(void) {
   ASSERT_EQ(uv_loop_init(&loop), 0);
   weft_runtime *rt = weft_attach(L, &loop, NULL);
   ASSERT(rt != NULL);
-  ASSERT_EQ(weft_spawn_string(rt, "local w = require 'weft'\n"
-                                  "w.sleep(0.001); attached = 1", "=a"), 0);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "local w = require 'weft'\n"
+                              "w.sleep(0.001); attached = 1",
+                              "=a"),
+            0);
   ASSERT_EQ(weft_run(rt), 0);
   ASSERT_EQ(global_int(rt, "attached"), 1);
   weft_free(rt);

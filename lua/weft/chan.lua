@@ -67,12 +67,6 @@ local function check(u, fname)
 end
 M.check = check
 
-local function checkctx(ctx, n, fname, t)
-  if ctx == nil then return t[T_CTX] end
-  if getmetatable(ctx) ~= CtxMT then typeerror(n, fname, "weft.ctx", ctx, 3) end
-  return ctx
-end
-
 -- Append v to the buffer (the caller checked there is room).
 local function buf_put(c, v)
   local n = c.bn

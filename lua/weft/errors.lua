@@ -111,8 +111,9 @@ function M.failed(v)
   return e
 end
 
--- report(err, verbose [, task, task_id]) -> text for the top level: the message, the task it
--- happened in, the traceback, and with verbose the chain of causes.
+-- report(err, verbose [, task, task_id]) -> text for the top level: the
+-- message, the task it happened in (err.task, else the task given), the
+-- traceback, and with verbose the chain of causes.
 function M.report(err, verbose, task, task_id)
   local out = { describe(err) }
   if is_error(err) and err.task then task, task_id = err.task, err.task_id end

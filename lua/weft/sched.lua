@@ -7,7 +7,7 @@
 -- an FFI call ~57 ns), and C is reached through FFI only for the clock and
 -- the timer heap, which the libuv side owns (see docs/internals.md).
 --
--- A task is a table with its state in seven array slots (see T_* below),
+-- A task is a table with its state in nine array slots (see T_* below),
 -- allocated at its exact size, so that a million sleeping tasks cost little
 -- more than their coroutines; what few tasks need (a name, results, a scope
 -- node, children) lives in an extension table made on demand. A blocked
@@ -24,8 +24,8 @@ local errors = require "weft.errors"
 
 local resume, yield, create = coroutine.resume, coroutine.yield,
   coroutine.create
-local type, select, unpack, error, xpcall, pairs, next = type, select,
-  unpack, error, xpcall, pairs, next
+local type, select, unpack, error, pairs = type, select, unpack, error,
+  pairs
 local setmetatable, getmetatable, format = setmetatable, getmetatable,
   string.format
 local getinfo, getlocal = debug.getinfo, debug.getlocal
@@ -60,10 +60,11 @@ local S = {}
 local R = { cur = nil }
 S.R = R
 
--- Task slots (nine, allocated by table.new at their exact size). The extension table (T_X) holds: name, node (the task's own
+-- Task slots. The extension table (T_X) holds: name, node (the task's own
 -- cancel scope), nlive (children not finished), returned (its function has
--- returned), res/err (its results), joinq, held (children's unjoined
--- errors), wctx (the explicit context of the current wait).
+-- returned), res/err/raised/child_err/cothers (its outcome), joinq, held
+-- (children's errors waiting for a joiner), wctx (the explicit context of
+-- the current wait).
 local T_CO = 1      -- function before the first run, then its coroutine,
                     -- then the function again once it has returned
 local T_CTX = 2     -- current context; false once the task has finished
@@ -103,7 +104,8 @@ local function ext(t)
 end
 
 local function argerror(n, fname, msg, level)
-  error(format("bad argument #%d to '%s' (%s)", n, fname, msg), (level or 2) + 1)
+  error(format("bad argument #%d to '%s' (%s)", n, fname, msg),
+    (level or 2) + 1)
 end
 S.argerror = argerror
 
@@ -145,7 +147,7 @@ local function wake(t, a, b)
   end
   t[T_WAIT] = nil
   t[T_SEQ] = t[T_SEQ] + 1
-  local n = fill_n + 1
+  local n = fill_n + 1 -- push, written out: this runs on every wake
   fill_n = n
   fill_t[n] = t
   fill_a[n] = a
@@ -353,12 +355,23 @@ local function cur(fname)
 end
 S.cur = cur
 
+-- wait_ctx(t, ctx, argn, fname) -> the context a wait of t runs under: ctx
+-- if given (checked), else the task's own.
+local function wait_ctx(t, ctx, argn, fname)
+  if ctx == nil then return t[T_CTX] end
+  if getmetatable(ctx) ~= CtxMT then
+    typeerror(argn, fname, "weft.ctx", ctx, 3)
+  end
+  return ctx
+end
+S.wait_ctx = wait_ctx
+
 --[[ Cancel nodes ]]
 -- A cancellable context (with_cancel, with_timeout, a task's own scope) is a
 -- node: it knows its members (the tasks whose current context it is, or a
 -- value context over it), the tasks parked under it from elsewhere (an
 -- explicit context argument) and its child nodes. A value context points at
--- its nearest node; background has none, and its members are bg_members.
+-- its nearest node; background has none (its members are in bg_list).
 --
 -- Membership changes with a task's context (spawn, scope, finish), not with
 -- each wait: that keeps the ping-pong path free of it (measured 28 ns per
@@ -436,16 +449,16 @@ local function node_cancel(c, err)
   end
   local pn = c.parent.node
   if pn and pn.children then pn.children[c] = nil end
-  local t = c.mhead
-  while t do
-    if t[T_WAIT] ~= nil then
-      local x = t[T_X]
+  local m = c.mhead
+  while m do
+    if m[T_WAIT] ~= nil then
+      local x = m[T_X]
       if not (x and x.wctx) then -- else it waits under another context
-        unpark(t)
-        wake(t, nil, err)
+        unpark(m)
+        wake(m, nil, err)
       end
     end
-    t = t[T_MNEXT]
+    m = m[T_MNEXT]
   end
   for t in pairs(c.blocked) do
     if t[T_WAIT] ~= nil then
@@ -907,11 +920,7 @@ function Task.join(t, ctx)
     end
     p = p[T_PARENT]
   end
-  if ctx == nil then
-    ctx = me[T_CTX]
-  elseif getmetatable(ctx) ~= CtxMT then
-    typeerror(1, "join", "weft.ctx", ctx)
-  end
+  ctx = wait_ctx(me, ctx, 1, "join")
   local n = ctx.node
   if n and n.cerr then return nil, n.cerr end
   local x = ext(t)
@@ -990,11 +999,7 @@ end
 function S.sleep(s, ctx)
   local t = cur("sleep")
   if type(s) ~= "number" or s ~= s then typeerror(1, "sleep", "number", s) end
-  if ctx == nil then
-    ctx = t[T_CTX]
-  elseif getmetatable(ctx) ~= CtxMT then
-    typeerror(2, "sleep", "weft.ctx", ctx)
-  end
+  ctx = wait_ctx(t, ctx, 2, "sleep")
   local n = ctx.node
   if n and n.cerr then return nil, n.cerr end
   if s == math.huge then

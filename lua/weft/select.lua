@@ -15,15 +15,12 @@ local C = require "weft.chan"
 local errors = require "weft.errors"
 
 local R = S.R
-local T_CTX = S.T_CTX
 local states, try_send, try_recv = C.states, C.try_send, C.try_recv
 local CLOSED, SEND_CLOSED = C.CLOSED, C.SEND_CLOSED
 local park, wq_push, wq_ready = S.park, S.wq_push, S.wq_ready
 local yield, WAIT = coroutine.yield, S.WAIT
-local CtxMT = S.CtxMT
 local random = math.random
-local type, getmetatable, error, format = type, getmetatable, error,
-  string.format
+local type, error, format = type, error, string.format
 local typeerror, argerror = S.typeerror, S.argerror
 
 local M = {}
@@ -63,11 +60,7 @@ end
 function M.select(cases, ctx)
   if type(cases) ~= "table" then typeerror(1, "select", "table", cases) end
   local t = S.cur("select")
-  if ctx == nil then
-    ctx = t[T_CTX]
-  elseif getmetatable(ctx) ~= CtxMT then
-    typeerror(2, "select", "weft.ctx", ctx)
-  end
+  ctx = S.wait_ctx(t, ctx, 2, "select")
   local n = #cases
   local pick, nready, default = nil, 0, nil
   for i = 1, n do

@@ -25,20 +25,20 @@ typedef struct weft_runtime weft_runtime;
 
 /* Error codes: 0 is success; weft's own codes are negative and far from
 ** libuv's UV_E* codes, which pass through unchanged. */
-#define WEFT_ERRNO_MAP(XX)                                                    \
-  XX(ETASK, -30001, "a top-level task failed")                                \
-  XX(EDEADLK, -30002, "every task is blocked and nothing can wake them")      \
-  XX(EINTR, -30003, "interrupted")                                            \
-  XX(ESCRIPT, -30004, "the script could not be loaded")                       \
-  XX(EBUSY, -30005, "the runtime is already running")                         \
-  XX(ENOMEM, -30006, "out of memory")                                         \
+#define WEFT_ERRNO_MAP(XX)                                                     \
+  XX(ETASK, -30001, "a top-level task failed")                                 \
+  XX(EDEADLK, -30002, "every task is blocked and nothing can wake them")       \
+  XX(EINTR, -30003, "interrupted")                                             \
+  XX(ESCRIPT, -30004, "the script could not be loaded")                        \
+  XX(EBUSY, -30005, "the runtime is already running")                          \
+  XX(ENOMEM, -30006, "out of memory")                                          \
   XX(EINTERNAL, -30007, "internal error in the runtime")
 
 typedef enum {
+  WEFT_OK = 0,
 #define XX(name, code, _) WEFT_##name = code,
   WEFT_ERRNO_MAP(XX)
 #undef XX
-  WEFT_OK = 0
 } weft_errno;
 
 /* Called with each error a top-level task fails with, formatted. */
@@ -64,12 +64,12 @@ weft_runtime *weft_new(const weft_config *cfg);
 weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
                           const weft_config *cfg);
 
-/* Load a script and start it as a top-level task named "main", with the
+/* Load a script (path NULL: standard input) and start it as a top-level
+** task named "main", with the
 ** global `arg` set as lua(1) does (argv[0] is the script) and argv[1..] as
 ** its `...`. WEFT_ESCRIPT when it cannot be read or has a syntax error
 ** (weft_last_error says why). */
-int weft_spawn_file(weft_runtime *rt, const char *path, int argc,
-                    char **argv);
+int weft_spawn_file(weft_runtime *rt, const char *path, int argc, char **argv);
 
 /* Load a chunk and start it as a top-level task; name is the chunk name
 ** used in messages (as lua_load's). */
