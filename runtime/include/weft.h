@@ -65,10 +65,9 @@ weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
                           const weft_config *cfg);
 
 /* Load a script (path NULL: standard input) and start it as a top-level
-** task named "main", with the
-** global `arg` set as lua(1) does (argv[0] is the script) and argv[1..] as
-** its `...`. WEFT_ESCRIPT when it cannot be read or has a syntax error
-** (weft_last_error says why). */
+** task named "main", with the global `arg` set as lua(1) does (argv[0] is
+** the script) and argv[1..] as its `...`. WEFT_ESCRIPT when it cannot be
+** read or has a syntax error (weft_last_error says why). */
 int weft_spawn_file(weft_runtime *rt, const char *path, int argc, char **argv);
 
 /* Load a chunk and start it as a top-level task; name is the chunk name
