@@ -95,7 +95,7 @@ static int complete(lua_State *L, const char *src) {
     /* One line of wrapper, so messages keep the input's line numbers. */
     lua_pushfstring(L,
                     "local function show(...) if select('#', ...) > 0 then "
-                    "print(...) end end show((function() return %s\nend)())",
+                    "print(...) end end show(%s\n)",
                     src);
     return 1;
   }

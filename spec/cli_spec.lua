@@ -209,6 +209,27 @@ describe("the weft command", function()
       os.remove(path)
     end))
 
+  it("alone on a terminal, offers a prompt: expressions print their " ..
+    "values, chunks may span lines, each runs as a task", task(function()
+      local input = table.concat({
+        "1 + 1", "for i = 1,", "2 do print(i * 10) end", "x = = 1",
+        'weft.sleep(0.01) print("slept")', 'error("oops")', 'print("after")',
+      }, "\n") .. "\n"
+      -- script(1) gives weft a terminal; its input echoes back first.
+      local out, status = H.sh("printf '" .. input .. "' | script -qec '" ..
+        weft_bin .. "' /dev/null")
+      assert.equal(0, status)
+      out = out:gsub("\r", "")
+      assert.matches("weft %d+%.%d+%.%d+ %(LuaJIT[^\n]*%-%- Ctrl%-D to leave",
+        out)
+      assert.matches("\n> 2\n", out)
+      assert.matches(">> 10\n20\n", out)
+      assert.matches("stdin:1: unexpected symbol near '='", out)
+      assert.matches("> slept\n", out)
+      assert.matches("weft: stdin:1: oops", out)
+      assert.matches("> after\n", out)
+    end))
+
   it("weft -e '' starts and exits cleanly", task(function()
     local out, status = run("-e ''")
     assert.equal(0, status)
