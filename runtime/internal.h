@@ -43,6 +43,7 @@ struct weft__api {
   uint32_t (*timer_pop)(weft_runtime *rt, double now);
   double (*timer_deadline)(weft_runtime *rt, uint32_t id);
   uint32_t (*events)(weft_runtime *rt);
+  double (*wall)(weft_runtime *rt);
 };
 
 struct weft__post {
@@ -81,6 +82,7 @@ uint32_t weft__timer_pop(weft_runtime *rt, double now);
 double weft__timer_deadline(weft_runtime *rt, uint32_t id);
 int weft__timer_next(const struct weft__timers *tm, double *deadline);
 double weft__now(weft_runtime *rt);
+double weft__wall(weft_runtime *rt);
 
 /* preload.c: register the embedded Lua modules in package.preload. */
 void weft__preload(lua_State *L);

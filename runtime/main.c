@@ -57,7 +57,9 @@ static void usage(FILE *f) {
       "\n"
       "  -e code     run code (may be given several times)\n"
       "  -l name     require library 'name' before the script\n"
-      "  -v          verbose errors: causes and full details\n"
+      "  -v          verbose errors: the full record of each (also WEFT_LOG)\n"
+    "  --virtual-time  run on virtual time: the clock starts at 0 and jumps\n"
+    "              to the next timer whenever every task is blocked\n"
       "  --version   print the version and exit\n"
       "  --help      print this help and exit\n"
       "  --          stop handling options\n"
@@ -180,6 +182,7 @@ int main(int argc, char **argv) {
   int script = 0, ran = 0, status = EXIT_SUCCESS;
   memset(&cfg, 0, sizeof cfg);
   cfg.on_error = print_error;
+  cfg.log_path = getenv("WEFT_LOG");
 
   /* First pass: options that shape the runtime, and where the script is. */
   int i;
@@ -201,6 +204,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(a, "-v") == 0) {
       cfg.verbose = 1;
+    } else if (strcmp(a, "--virtual-time") == 0) {
+      cfg.virtual_time = 1;
     } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
       if (++i >= argc) {
         fprintf(stderr, "weft: '%s' needs an argument\n", a);

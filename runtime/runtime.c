@@ -84,6 +84,16 @@ static void arm_timer(weft_runtime *rt) {
   uv_timer_start(&rt->timer, on_timer, ms, 0);
 }
 
+/* Ask the scheduler whether it can still make progress when nothing can wake
+** a task (a bubble on virtual time can fail on its own). */
+static int idle(weft_runtime *rt, lua_State *L) {
+  int progress = 0;
+  push_sched_fn(rt, L, "idle", 0);
+  if (lua_pcall(L, 0, 1, 0) == 0) progress = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return progress;
+}
+
 static int deadlock(weft_runtime *rt, lua_State *L) {
   push_sched_fn(rt, L, "deadlock_report", 0);
   if (lua_pcall(L, 0, 1, 0) == 0 && lua_isstring(L, -1))
@@ -143,6 +153,7 @@ int weft__drive(weft_runtime *rt, lua_State *L) {
     /* Nothing is ready, no timer is armed, no I/O is pending and no event
     ** is waiting to be read: nothing can ever wake the blocked tasks. */
     if (!uv_loop_alive(rt->loop) && atomic_load(&rt->events) == 0) {
+      if (idle(rt, L)) continue;
       rc = deadlock(rt, L);
       break;
     }
@@ -265,6 +276,23 @@ static int lcore_drive(lua_State *L) {
   return 2;
 }
 
+/* Push the runtime's tag: four base-36 digits from its address and its
+** creation time, so that log ids ("TAG-N") of runtimes alive at the same
+** time in one process differ, without a counter shared between them. */
+static void push_tag(lua_State *L, weft_runtime *rt) {
+  static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  uint64_t h = (uint64_t)(uintptr_t)rt ^ (rt->t0 * 0x9e3779b97f4a7c15ull);
+  h ^= h >> 29;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 32;
+  char tag[4];
+  for (int i = 0; i < 4; i++) {
+    tag[i] = digits[h % 36];
+    h /= 36;
+  }
+  lua_pushlstring(L, tag, sizeof tag);
+}
+
 static int luaopen_weft_core(lua_State *L) {
   weft_runtime *rt = tort(L);
   static const luaL_Reg funcs[] = {
@@ -282,6 +310,14 @@ static int luaopen_weft_core(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_pushboolean(L, rt->cfg.verbose);
   lua_setfield(L, -2, "verbose");
+  if (rt->cfg.log_path != NULL) {
+    lua_pushstring(L, rt->cfg.log_path);
+    lua_setfield(L, -2, "log_path");
+  }
+  push_tag(L, rt);
+  lua_setfield(L, -2, "tag");
+  lua_pushboolean(L, rt->cfg.virtual_time);
+  lua_setfield(L, -2, "virtual_time");
   return 1;
 }
 
@@ -327,6 +363,17 @@ static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
   if (rt == NULL) return NULL;
   if (cfg) rt->cfg = *cfg;
   if (rt->cfg.budget == 0) rt->cfg.budget = DEFAULT_BUDGET;
+  if (rt->cfg.log_path != NULL) {
+    /* Our copy: the caller's string need not outlive this call. */
+    size_t n = strlen(rt->cfg.log_path) + 1;
+    char *copy = malloc(n);
+    if (copy == NULL) {
+      free(rt);
+      return NULL;
+    }
+    memcpy(copy, rt->cfg.log_path, n);
+    rt->cfg.log_path = copy;
+  }
   rt->L = L;
   rt->owns_L = owns_L;
   rt->ref_tick = rt->ref_sched = LUA_NOREF;
@@ -338,6 +385,7 @@ static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
   rt->api.timer_pop = weft__timer_pop;
   rt->api.timer_deadline = weft__timer_deadline;
   rt->api.events = api_events;
+  rt->api.wall = weft__wall;
   if (loop == NULL) {
     if (uv_loop_init(&rt->own_loop) != 0) goto fail_loop;
     loop = &rt->own_loop;
@@ -358,6 +406,7 @@ static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
     fprintf(stderr, "weft: cannot start the runtime: %s\n",
             msg ? msg : "(no message)");
     lua_pop(L, 1);
+    rt->owns_L = 0; /* the caller closes the state it made */
     weft_free(rt);
     return NULL;
   }
@@ -369,6 +418,7 @@ fail_mutex:
 fail_timers:
   if (rt->owns_loop) uv_loop_close(&rt->own_loop);
 fail_loop:
+  free((char *)rt->cfg.log_path);
   free(rt);
   return NULL;
 }
@@ -429,6 +479,7 @@ void weft_free(weft_runtime *rt) {
     free(p);
   }
   free(rt->last_error);
+  free((char *)rt->cfg.log_path);
   free(rt);
 }
 

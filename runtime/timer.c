@@ -154,6 +154,14 @@ int weft__timer_next(const struct weft__timers *tm, double *deadline) {
   return 1;
 }
 
+/* Seconds since the epoch, for the time stamp of errors. */
+double weft__wall(weft_runtime *rt) {
+  uv_timeval64_t tv;
+  (void)rt;
+  if (uv_gettimeofday(&tv) != 0) return 0;
+  return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
 /* Seconds since the runtime was created, on the monotonic clock. */
 double weft__now(weft_runtime *rt) {
   return (double)(uv_hrtime() - rt->t0) / 1e9;

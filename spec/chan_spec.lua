@@ -1,9 +1,9 @@
 local weft = require "weft"
 local H = require "spec.helper"
-local task = H.task
+local vtask = H.vtask
 
 describe("channels", function()
-  it("unbuffered: a send waits for a receiver", task(function()
+  it("unbuffered: a send waits for a receiver", vtask(function()
     local ch = weft.chan()
     local log = {}
     local t = weft.go(function()
@@ -18,7 +18,7 @@ describe("channels", function()
     assert.same({ "send", "sent" }, log)
   end))
 
-  it("unbuffered: a receive waits for a sender", task(function()
+  it("unbuffered: a receive waits for a sender", vtask(function()
     local ch = weft.chan()
     local t = weft.go(function() return ch:recv() end)
     weft.sleep(0.005)
@@ -27,7 +27,7 @@ describe("channels", function()
     assert.equal(42, t:join())
   end))
 
-  it("buffered: sends do not wait until the buffer is full", task(function()
+  it("buffered: sends do not wait until the buffer is full", vtask(function()
     local ch = weft.chan(3)
     assert.equal(3, ch:cap())
     for i = 1, 3 do assert.is_true(ch:send(i)) end
@@ -43,7 +43,7 @@ describe("channels", function()
   end))
 
   it("is FIFO for values and for waiting senders and receivers",
-    task(function()
+    vtask(function()
       local ch = weft.chan()
       local got = {}
       for i = 1, 5 do weft.go(function() ch:send(i) end) end
@@ -65,7 +65,7 @@ describe("channels", function()
         order)
     end))
 
-  it("wraps around its ring buffer in order", task(function()
+  it("wraps around its ring buffer in order", vtask(function()
     local ch = weft.chan(4)
     local got = {}
     for i = 1, 100 do
@@ -79,7 +79,7 @@ describe("channels", function()
   end))
 
   it("close lets receivers drain the buffer, then they get closed",
-    task(function()
+    vtask(function()
       local ch = weft.chan(2)
       ch:send("a")
       ch:send("b")
@@ -94,7 +94,7 @@ describe("channels", function()
       assert.equal("closed", select(2, ch:recv()).kind)
     end))
 
-  it("close wakes every waiting receiver", task(function()
+  it("close wakes every waiting receiver", vtask(function()
     local ch = weft.chan()
     local ts = {}
     for i = 1, 3 do ts[i] = weft.go(function() return ch:recv() end) end
@@ -108,7 +108,7 @@ describe("channels", function()
   end))
 
   it("sending nil, sending on a closed channel and closing twice raise",
-    task(function()
+    vtask(function()
       local ch = weft.chan(1)
       assert.has_error(function() ch:send(nil) end,
         "bad argument #1 to 'send' (non-nil value expected)")
@@ -117,7 +117,7 @@ describe("channels", function()
       assert.has_error(function() ch:close() end, "close of closed channel")
     end))
 
-  it("a sender blocked when the channel closes raises", task(function()
+  it("a sender blocked when the channel closes raises", vtask(function()
     local ch = weft.chan()
     local t = weft.go(function() ch:send(1) end)
     weft.yield()
@@ -127,7 +127,7 @@ describe("channels", function()
     assert.matches("send on closed channel", err.message)
   end))
 
-  it("iter yields every value until the channel is closed", task(function()
+  it("iter yields every value until the channel is closed", vtask(function()
     local ch = weft.chan(2)
     weft.go(function()
       for i = 1, 10 do ch:send(i) end
@@ -142,7 +142,7 @@ describe("channels", function()
     assert.equal(55, sum)
   end))
 
-  it("iter stops when its context is cancelled", task(function()
+  it("iter stops when its context is cancelled", vtask(function()
     local ch = weft.chan()
     local ctx, cancel = weft.with_cancel()
     weft.go(function()
@@ -155,7 +155,7 @@ describe("channels", function()
     assert.equal("canceled", ctx:err().kind)
   end))
 
-  it("accepts any non-nil value, false included", task(function()
+  it("accepts any non-nil value, false included", vtask(function()
     local ch = weft.chan(5)
     local tbl = {}
     for _, v in ipairs { false, 0, "", tbl, print } do ch:send(v) end
@@ -166,7 +166,7 @@ describe("channels", function()
     assert.equal(print, ch:recv())
   end))
 
-  it("rejects bad arguments", task(function()
+  it("rejects bad arguments", vtask(function()
     assert.has_error(function() weft.chan(-1) end,
       "bad argument #1 to 'chan' (non-negative integer expected, got -1)")
     assert.has_error(function() weft.chan(1.5) end,
@@ -180,7 +180,7 @@ describe("channels", function()
       "bad argument #1 to 'recv' (weft.ctx expected, got number)")
   end))
 
-  it("tostring shows length, capacity and state", task(function()
+  it("tostring shows length, capacity and state", vtask(function()
     local ch = weft.chan(2)
     ch:send(1)
     assert.matches("^weft.chan: #%d+ %(len 1, cap 2%)$", tostring(ch))
@@ -188,7 +188,7 @@ describe("channels", function()
     assert.matches("closed%)$", tostring(ch))
   end))
 
-  it("an unreachable channel is collected", task(function()
+  it("an unreachable channel is collected", vtask(function()
     local weak = setmetatable({}, { __mode = "k" })
     weak[weft.chan(1)] = true
     collectgarbage()
@@ -196,7 +196,7 @@ describe("channels", function()
     assert.is_nil(next(weak))
   end))
 
-  it("a cancelled receive leaves no waiter behind", task(function()
+  it("a cancelled receive leaves no waiter behind", vtask(function()
     local ch = weft.chan()
     for _ = 1, 100 do
       local ctx, cancel = weft.with_cancel()
@@ -216,7 +216,7 @@ describe("channels", function()
 end)
 
 describe("weft.after", function()
-  it("delivers weft.now() once after the delay", task(function()
+  it("delivers weft.now() once after the delay", vtask(function()
     local t0 = weft.now()
     local ch = weft.after(0.01)
     local at = ch:recv()
@@ -226,7 +226,7 @@ describe("weft.after", function()
     assert.equal(2, i)
   end))
 
-  it("rejects a non-number", task(function()
+  it("rejects a non-number", vtask(function()
     assert.has_error(function() weft.after("1") end,
       "bad argument #1 to 'after' (number expected, got string)")
   end))

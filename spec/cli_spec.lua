@@ -79,42 +79,60 @@ describe("the weft command", function()
     os.remove(path)
   end))
 
-  it("an uncaught error prints the task's name and traceback, exit 1",
+  it("a bug in a nested task is one line naming the task, reported once; " ..
+    "-v and WEFT_LOG give the full record under the same log id",
     task(function()
       local path = script([[
         local function deep() error("boom") end
-        weft.spawn { name = "worker", fn = function() deep() end }
+        weft.spawn { name = "worker", fn = function()
+          weft.spawn { name = "nested", fn = function() deep() end }
+          weft.sleep(10)
+        end }
         weft.sleep(10)
       ]])
       local out, status = run(path)
       assert.equal(1, status)
-      local lines = {}
-      for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
-      assert.matches("^weft: .*%.lua:1: boom$", lines[1])
-      assert.equal('in task "worker" (id 2)', lines[2])
-      assert.equal("stack traceback:", lines[3])
+      local id = out:match("^weft: %[(%w+%-%d+)%] unexpected error in task " ..
+        '"nested" %(a bug; please report it%): [^\n]*%.lua:1: boom\n$')
+      assert.is_truthy(id, out)
+      out, status = run("-v " .. path)
+      assert.equal(1, status)
+      assert.matches('in task "nested" %(id 3%)', out)
       assert.matches("in function 'deep'", out)
-      -- Reported once.
-      local _, n = out:gsub("boom", "")
+      local _, n = out:gsub("unexpected error", "")
       assert.equal(1, n)
+      local log = os.tmpname()
+      out = H.sh("WEFT_LOG=" .. log .. " " .. weft_bin .. " " .. path ..
+        " 2>&1")
+      id = out:match("%[(%w+%-%d+)%]")
+      local f = assert(io.open(log))
+      local record = f:read("*a")
+      f:close()
+      os.remove(log)
+      assert.matches("^%[" .. id:gsub("%-", "%%-") ..
+        "%] %d%d%d%d%-%d%d%-%d%dT" ..
+        "%d%d:%d%d:%d%d%.%d%d%dZ bug: [^\n]*boom", record)
+      assert.matches("in function 'deep'", record)
       os.remove(path)
     end))
 
-  it("-v adds the chain of causes", task(function()
-    local path = script([[
-      local ctx, cancel = weft.with_cancel()
-      cancel(weft.errors.new("shutdown", "server shutting down"))
-      local ok, err = weft.sleep(1, ctx)
-      return ok, err
-    ]])
-    local out, status = run(path)
-    assert.equal(1, status)
-    assert.equal("weft: context canceled\nin task \"main\" (id 1)\n", out)
-    out, status = run("-v " .. path)
-    assert.equal(1, status)
-    assert.matches("caused by: server shutting down", out)
-    os.remove(path)
-  end))
+  it("a well-formed error is its message and log id; -v adds the chain",
+    task(function()
+      local path = script([[
+        local ctx, cancel = weft.with_cancel()
+        cancel(weft.error("shutdown", "server shutting down"))
+        local ok, err = weft.sleep(1, ctx)
+        return ok, err
+      ]])
+      local out, status = run(path)
+      assert.equal(1, status)
+      assert.matches("^weft: %[%w+%-%d+%] context canceled\n$", out)
+      out, status = run("-v " .. path)
+      assert.equal(1, status)
+      assert.matches("\ncaused by: %[%w+%-%d+%] [^\n]* shutdown: server " ..
+        "shutting down\n", out)
+      os.remove(path)
+    end))
 
   it("reports a deadlock with each blocked task and exits 1", task(function()
     local path = script([[
@@ -226,7 +244,8 @@ describe("the weft command", function()
       assert.matches(">> 10\n20\n", out)
       assert.matches("stdin:1: unexpected symbol near '='", out)
       assert.matches("> slept\n", out)
-      assert.matches("weft: stdin:1: oops", out)
+      assert.matches('weft: %[%w+%-%d+%] unexpected error in task "main" ' ..
+        "%(a bug; please report it%): stdin:1: oops", out)
       assert.matches("> after\n", out)
     end))
 

@@ -1,10 +1,10 @@
 local weft = require "weft"
 local H = require "spec.helper"
-local task = H.task
+local vtask = H.vtask
 
 describe("contexts", function()
   it("background is never cancelled and has no deadline or values",
-    task(function()
+    vtask(function()
       local bg = weft.background()
       assert.is_nil(bg:err())
       assert.is_nil(bg:deadline())
@@ -15,7 +15,7 @@ describe("contexts", function()
     end))
 
   it("with_cancel: cancel sets err and cause, and closes done",
-    task(function()
+    vtask(function()
       local ctx, cancel = weft.with_cancel(weft.background())
       assert.is_nil(ctx:err())
       cancel("stop")
@@ -29,14 +29,14 @@ describe("contexts", function()
       assert.equal("stop", ctx:cause())
     end))
 
-  it("cause is the error itself when no cause was given", task(function()
+  it("cause is the error itself when no cause was given", vtask(function()
     local ctx, cancel = weft.with_cancel()
     cancel()
     assert.equal(ctx:err(), ctx:cause())
   end))
 
   it("cancelling a parent cancels every descendant, not the other way",
-    task(function()
+    vtask(function()
       local p, cancel_p = weft.with_cancel()
       local c1, cancel_c1 = weft.with_cancel(p)
       local c2 = weft.with_value(c1, "k", 1)
@@ -50,14 +50,14 @@ describe("contexts", function()
       assert.equal("p", c4:err().cause)
     end))
 
-  it("a child of a cancelled context starts cancelled", task(function()
+  it("a child of a cancelled context starts cancelled", vtask(function()
     local p, cancel = weft.with_cancel()
     cancel()
     local c = weft.with_cancel(p)
     assert.equal("canceled", c:err().kind)
   end))
 
-  it("with_timeout expires with kind deadline", task(function()
+  it("with_timeout expires with kind deadline", vtask(function()
     local ctx = weft.with_timeout(0.01)
     local t0 = weft.now()
     assert.is_true(ctx:deadline() >= t0)
@@ -69,7 +69,7 @@ describe("contexts", function()
     assert.equal(err, ctx:err())
   end))
 
-  it("a child's deadline is never later than its parent's", task(function()
+  it("a child's deadline is never later than its parent's", vtask(function()
     local p = weft.with_timeout(1)
     local c = weft.with_timeout(p, 60)
     assert.equal(p:deadline(), c:deadline())
@@ -79,19 +79,19 @@ describe("contexts", function()
     assert.equal(c2:deadline(), v:deadline())
   end))
 
-  it("with_deadline in the past is cancelled at once", task(function()
+  it("with_deadline in the past is cancelled at once", vtask(function()
     local ctx = weft.with_deadline(weft.now() - 1)
     assert.equal("deadline", ctx:err().kind)
   end))
 
-  it("cancel before the deadline wins and stops the timer", task(function()
+  it("cancel before the deadline wins and stops the timer", vtask(function()
     local ctx, cancel = weft.with_timeout(0.01)
     cancel("early")
     weft.sleep(0.02)
     assert.equal("canceled", ctx:err().kind)
   end))
 
-  it("with_value: nearest key wins, lookups walk up", task(function()
+  it("with_value: nearest key wins, lookups walk up", vtask(function()
     local a = weft.with_value(weft.background(), "k", 1)
     local b = weft.with_value(a, "other", 2)
     local c = weft.with_value(b, "k", 3)
@@ -103,7 +103,7 @@ describe("contexts", function()
     assert.equal("t", weft.with_value(c, tbl, "t"):value(tbl))
   end))
 
-  it("a value context shares its parent's cancellation", task(function()
+  it("a value context shares its parent's cancellation", vtask(function()
     local p, cancel = weft.with_cancel()
     local v = weft.with_value(p, "k", 1)
     local t = weft.go(function() return weft.sleep(10, v) end)
@@ -115,7 +115,7 @@ describe("contexts", function()
   end))
 
   it("the parent argument may be omitted: the task's context is used",
-    task(function()
+    vtask(function()
       local outer, cancel = weft.with_cancel()
       local t = weft.spawn { ctx = outer, fn = function()
         local inner = weft.with_cancel()
@@ -127,7 +127,7 @@ describe("contexts", function()
       assert.equal("canceled", t:join())
     end))
 
-  it("rejects bad arguments", task(function()
+  it("rejects bad arguments", vtask(function()
     assert.has_error(function() weft.with_cancel(42) end,
       "bad argument #1 to 'with_cancel' (weft.ctx expected, got number)")
     assert.has_error(function() weft.with_timeout(weft.background(), "1") end,
@@ -138,7 +138,7 @@ describe("contexts", function()
       "bad argument #1 to 'err' (weft.ctx expected, got number)")
   end))
 
-  it("tostring names the kind and state", task(function()
+  it("tostring names the kind and state", vtask(function()
     assert.equal("weft.ctx: background (active)",
       tostring(weft.background()))
     local c, cancel = weft.with_cancel()
@@ -167,7 +167,7 @@ describe("cancellation wakes every blocked operation at once", function()
     end,
   }
   for name, op in pairs(ops) do
-    it(name, task(function()
+    it(name, vtask(function()
       local ctx, cancel = weft.with_cancel()
       local results = {}
       for _ = 1, 3 do
@@ -189,13 +189,16 @@ describe("cancellation wakes every blocked operation at once", function()
       local v, err = op(ctx)
       assert.is_nil(v)
       assert.equal("canceled", err.kind)
+      -- Virtual time stops when this function returns: let the tasks the
+      -- join case started (shielded sleepers) finish first.
+      weft.sleep(1)
     end))
   end
 end)
 
 describe("weft.scope", function()
   it("runs fn in the same task under a new context and returns its results",
-    task(function()
+    vtask(function()
       local me = weft.current()
       local a, b = weft.scope(function(ctx)
         assert.equal(me, weft.current())
@@ -206,7 +209,7 @@ describe("weft.scope", function()
       assert.equal(2, b)
     end))
 
-  it("with a timeout, waits inside fail with kind deadline", task(function()
+  it("with a timeout, waits inside fail with kind deadline", vtask(function()
     local t0 = weft.now()
     local v, err = weft.scope(function()
       return weft.sleep(10)
@@ -219,14 +222,14 @@ describe("weft.scope", function()
   end))
 
   it("the scope is cancelled when fn returns (Go's defer cancel)",
-    task(function()
+    vtask(function()
       local inner
       weft.scope(function(ctx) inner = ctx end)
       assert.equal("canceled", inner:err().kind)
     end))
 
   it("re-raises an error from fn after restoring the context",
-    task(function()
+    vtask(function()
       local before = weft.context()
       assert.has_error(function()
         weft.scope(function() error("inside", 0) end)
@@ -238,14 +241,14 @@ describe("weft.scope", function()
       assert.equal("inside", err.value)
     end))
 
-  it("a cancelled parent cancels the scope", task(function()
+  it("a cancelled parent cancels the scope", vtask(function()
     local p, cancel = weft.with_cancel()
     cancel()
     local _, err = weft.scope(function() return weft.sleep(1) end, { ctx = p })
     assert.equal("canceled", err.kind)
   end))
 
-  it("rejects bad arguments", task(function()
+  it("rejects bad arguments", vtask(function()
     assert.has_error(function() weft.scope(1) end,
       "bad argument #1 to 'scope' (function expected, got number)")
     assert.has_error(function() weft.scope(print, { timeout = "x" }) end,

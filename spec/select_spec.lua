@@ -1,9 +1,9 @@
 local weft = require "weft"
 local H = require "spec.helper"
-local task = H.task
+local vtask = H.vtask
 
 describe("weft.select", function()
-  it("receives from the ready case", task(function()
+  it("receives from the ready case", vtask(function()
     local a, b = weft.chan(1), weft.chan(1)
     b:send("from b")
     local i, v = weft.select { { recv = a }, { recv = b } }
@@ -11,7 +11,7 @@ describe("weft.select", function()
     assert.equal("from b", v)
   end))
 
-  it("sends on the ready case", task(function()
+  it("sends on the ready case", vtask(function()
     local full, room = weft.chan(1), weft.chan(1)
     full:send(0)
     local i, v = weft.select {
@@ -24,7 +24,7 @@ describe("weft.select", function()
   end))
 
   it("blocks until a case is ready, then takes only that one",
-    task(function()
+    vtask(function()
       local a, b = weft.chan(), weft.chan()
       local t = weft.go(function()
         return weft.select { { recv = a }, { recv = b } }
@@ -42,7 +42,7 @@ describe("weft.select", function()
       s:join()
     end))
 
-  it("a blocked send case hands its value to a receiver", task(function()
+  it("a blocked send case hands its value to a receiver", vtask(function()
     local a = weft.chan()
     local t = weft.go(function()
       return weft.select { { send = a, value = "v" }, { recv = weft.chan() } }
@@ -52,14 +52,14 @@ describe("weft.select", function()
     assert.equal(1, t:join())
   end))
 
-  it("default fires when nothing is ready, and never blocks", task(function()
+  it("default fires when nothing is ready, and never blocks", vtask(function()
     local i = weft.select { { recv = weft.chan() }, { default = true } }
     assert.equal(2, i)
     i = weft.select { { default = true } }
     assert.equal(1, i)
   end))
 
-  it("weft.after as a timeout", task(function()
+  it("weft.after as a timeout", vtask(function()
     local t0 = weft.now()
     local i = weft.select {
       { recv = weft.chan() }, { recv = weft.after(0.01) },
@@ -68,7 +68,7 @@ describe("weft.select", function()
     assert.is_true(weft.now() - t0 >= 0.01)
   end))
 
-  it("ctx:done() as a case", task(function()
+  it("ctx:done() as a case", vtask(function()
     local ctx, cancel = weft.with_cancel(weft.background())
     weft.go(function() weft.sleep(0.005); cancel() end)
     local i, v, err = weft.select {
@@ -79,7 +79,7 @@ describe("weft.select", function()
     assert.equal("closed", err.kind)
   end))
 
-  it("a closed channel's receive case is always ready", task(function()
+  it("a closed channel's receive case is always ready", vtask(function()
     local ch = weft.chan()
     ch:close()
     local i, v, err = weft.select { { recv = ch } }
@@ -88,7 +88,7 @@ describe("weft.select", function()
     assert.equal("closed", err.kind)
   end))
 
-  it("a receive case blocked when its channel closes fires", task(function()
+  it("a receive case blocked when its channel closes fires", vtask(function()
     local ch = weft.chan()
     local t = weft.go(function()
       local i, v, err = weft.select { { recv = weft.chan() }, { recv = ch } }
@@ -99,7 +99,7 @@ describe("weft.select", function()
     assert.same({ 2, nil, "closed" }, t:join())
   end))
 
-  it("a send case on a closed channel raises, as in Go", task(function()
+  it("a send case on a closed channel raises, as in Go", vtask(function()
     local ch = weft.chan()
     ch:close()
     assert.has_error(function()
@@ -107,7 +107,7 @@ describe("weft.select", function()
     end, "send on closed channel")
   end))
 
-  it("chooses uniformly at random among ready cases", task(function()
+  it("chooses uniformly at random among ready cases", vtask(function()
     local chans = {}
     for i = 1, 4 do
       chans[i] = weft.chan(1)
@@ -133,7 +133,7 @@ describe("weft.select", function()
   end))
 
   it("a false channel disables its case, like a nil channel in Go",
-    task(function()
+    vtask(function()
       local ch = weft.chan(1)
       ch:send(1)
       local i = weft.select { { recv = false }, { recv = ch } }
@@ -143,7 +143,7 @@ describe("weft.select", function()
     end))
 
   it("without a default, a cancelled context makes it fail at once",
-    task(function()
+    vtask(function()
       local ctx, cancel = weft.with_cancel()
       cancel()
       local ch = weft.chan(1)
@@ -157,14 +157,14 @@ describe("weft.select", function()
       assert.equal(1, i)
     end))
 
-  it("an empty select blocks until cancelled", task(function()
+  it("an empty select blocks until cancelled", vtask(function()
     local ctx = weft.with_timeout(0.005)
     local i, err = weft.select({}, ctx)
     assert.is_nil(i)
     assert.equal("deadline", err.kind)
   end))
 
-  it("the same channel in two cases is taken once", task(function()
+  it("the same channel in two cases is taken once", vtask(function()
     local ch = weft.chan()
     local t = weft.go(function()
       return weft.select { { recv = ch }, { recv = ch } }
@@ -180,7 +180,7 @@ describe("weft.select", function()
     s:join()
   end))
 
-  it("rejects malformed cases with a clear error", task(function()
+  it("rejects malformed cases with a clear error", vtask(function()
     local ch = weft.chan()
     assert.has_error(function() weft.select(5) end,
       "bad argument #1 to 'select' (table expected, got number)")

@@ -1,28 +1,28 @@
 local weft = require "weft"
 local H = require "spec.helper"
-local task = H.task
+local task, vtask = H.task, H.vtask
 
 describe("tasks", function()
   it("go runs the function with its arguments and join returns its results",
-    task(function()
+    vtask(function()
       local t = weft.go(function(a, b, c) return a + b, c end, 1, 2, "x")
       local s, c = t:join()
       assert.equal(3, s)
       assert.equal("x", c)
     end))
 
-  it("join returns true for a task that returned nothing", task(function()
+  it("join returns true for a task that returned nothing", vtask(function()
     assert.is_true(weft.go(function() end):join())
   end))
 
   it("join of a finished task returns at once, any number of times",
-    task(function()
+    vtask(function()
       local t = weft.go(function() return 7 end)
       assert.equal(7, t:join())
       assert.equal(7, t:join())
     end))
 
-  it("keeps nil arguments and results in place", task(function()
+  it("keeps nil arguments and results in place", vtask(function()
     local t = weft.go(function(...)
       return select("#", ...), ...
     end, nil, 2, nil)
@@ -34,7 +34,7 @@ describe("tasks", function()
   end))
 
   it("a new task runs only when the spawner blocks or yields (Go order)",
-    task(function()
+    vtask(function()
       local log = {}
       weft.go(function() log[#log + 1] = "child" end)
       log[#log + 1] = "parent"
@@ -42,14 +42,14 @@ describe("tasks", function()
       assert.same({ "parent", "child" }, log)
     end))
 
-  it("runs ready tasks in FIFO order", task(function()
+  it("runs ready tasks in FIFO order", vtask(function()
     local log = {}
     for i = 1, 5 do weft.go(function() log[#log + 1] = i end) end
     weft.yield()
     assert.same({ 1, 2, 3, 4, 5 }, log)
   end))
 
-  it("yield lets every other ready task run once", task(function()
+  it("yield lets every other ready task run once", vtask(function()
     local log = {}
     local a = weft.go(function()
       for i = 1, 3 do log[#log + 1] = "a" .. i; weft.yield() end
@@ -63,7 +63,7 @@ describe("tasks", function()
   end))
 
   it("spawn takes a name, a function, arguments and a context",
-    task(function()
+    vtask(function()
       local ctx = weft.with_value(nil, "k", "v")
       local t = weft.spawn {
         name = "worker",
@@ -78,14 +78,14 @@ describe("tasks", function()
     end))
 
   it("names a task by its function's source and line by default",
-    task(function()
+    vtask(function()
       local t = weft.go(function() end)
       assert.matches("task_spec%.lua:%d+$", t:name())
       t:join()
       assert.matches("task_spec%.lua:%d+$", t:name())
     end))
 
-  it("gives tasks increasing ids", task(function()
+  it("gives tasks increasing ids", vtask(function()
     local a, b = weft.go(function() end), weft.go(function() end)
     assert.is_true(b:id() > a:id())
     a:join()
@@ -99,7 +99,7 @@ describe("tasks", function()
     assert.equal(t, t:join())
   end))
 
-  it("tostring says what a task is doing", task(function()
+  it("tostring says what a task is doing", vtask(function()
     local t = weft.go(function() weft.sleep(0.01) end)
     assert.matches("^weft.task: %d+ .*%(ready%)$", tostring(t))
     weft.yield()
@@ -108,7 +108,7 @@ describe("tasks", function()
     assert.matches("%(done%)$", tostring(t))
   end))
 
-  it("rejects bad arguments with a clear error", task(function()
+  it("rejects bad arguments with a clear error", vtask(function()
     assert.has_error(function() weft.go(42) end,
       "bad argument #1 to 'go' (function expected, got number)")
     assert.has_error(function() weft.spawn { fn = 1 } end,
@@ -126,7 +126,7 @@ end)
 
 describe("structured lifetime", function()
   it("a task is finished only when all its children have finished",
-    task(function()
+    vtask(function()
       local log = {}
       local t = weft.go(function()
         weft.go(function()
@@ -145,7 +145,7 @@ describe("structured lifetime", function()
       assert.same({ "parent returned", "grandchild" }, log)
     end))
 
-  it("cannot join itself or an ancestor", task(function()
+  it("cannot join itself or an ancestor", vtask(function()
     local me = weft.current()
     assert.has_error(function() me:join() end,
       "join: a task cannot join itself")
@@ -160,7 +160,7 @@ end)
 
 describe("task errors", function()
   it("a raised error goes to a waiting joiner as a bug with a traceback",
-    task(function()
+    vtask(function()
       local t = weft.go(function()
         weft.sleep(0.001)
         error("boom")
@@ -176,7 +176,7 @@ describe("task errors", function()
     end))
 
   it("`return nil, err` fails the task with err, handed to the joiner as is",
-    task(function()
+    vtask(function()
       local t = weft.go(function()
         weft.sleep(0.001)
         return nil, "not found"
@@ -187,7 +187,7 @@ describe("task errors", function()
     end))
 
   it("a returned error waits for a joiner, even one that comes later",
-    task(function()
+    vtask(function()
       local t = weft.go(function() return nil, "late" end)
       weft.sleep(0.005)
       assert.is_true(t:done())
@@ -197,7 +197,7 @@ describe("task errors", function()
     end))
 
   it("a returned error nobody joins fails the parent when its function " ..
-    "returns, and cancels the other children then", task(function()
+    "returns, and cancels the other children then", vtask(function()
       local seen
       local parent = weft.go(function()
         weft.go(function() return nil, "unclaimed" end)
@@ -217,7 +217,7 @@ describe("task errors", function()
     end))
 
   it("an unjoined child's error cancels its parent and fails it once",
-    task(function()
+    vtask(function()
       local log = {}
       local parent = weft.spawn { name = "parent", fn = function()
         weft.spawn { name = "bad", fn = function() error("boom") end }
@@ -235,7 +235,7 @@ describe("task errors", function()
     end))
 
   it("the parent's siblings are cancelled, and their cancellation is not " ..
-    "reported again", task(function()
+    "reported again", vtask(function()
       local parent = weft.go(function()
         for _ = 1, 5 do
           weft.go(function()
@@ -251,7 +251,7 @@ describe("task errors", function()
       assert.is_nil(err.others)
     end))
 
-  it("a failing task cancels its own children", task(function()
+  it("a failing task cancels its own children", vtask(function()
     local seen
     local t = weft.go(function()
       weft.go(function()
@@ -266,7 +266,7 @@ describe("task errors", function()
     assert.equal("canceled", seen)
   end))
 
-  it("several child errors are all kept", task(function()
+  it("several child errors are all kept", vtask(function()
     local t = weft.go(function()
       weft.go(function() error("one") end)
       weft.go(function() error("two") end)
@@ -278,7 +278,7 @@ describe("task errors", function()
     assert.matches("two", err.others[1].message)
   end))
 
-  it("a task that yields outside weft fails as a bug", task(function()
+  it("a task that yields outside weft fails as a bug", vtask(function()
     local t = weft.go(function() coroutine.yield("x") end)
     local _, err = t:join()
     assert.equal("bug", err.kind)
@@ -286,7 +286,7 @@ describe("task errors", function()
   end))
 
   it("a coroutine inside a task may block: its waits pass through",
-    task(function()
+    vtask(function()
       local ch = weft.chan()
       weft.go(function()
         for i = 1, 3 do ch:send(i) end
@@ -314,7 +314,7 @@ describe("task errors", function()
       assert.equal(10, b)
     end))
 
-  it("errors in a wrapped coroutine still propagate", task(function()
+  it("errors in a wrapped coroutine still propagate", vtask(function()
     local f = coroutine.wrap(function() error("inner", 0) end)
     assert.has_error(f, "inner")
     assert.has_error(f, "cannot resume dead coroutine")
@@ -323,7 +323,7 @@ end)
 
 describe("task:cancel", function()
   it("wakes the blocked task with kind canceled and the given cause",
-    task(function()
+    vtask(function()
       local t = weft.go(function() return weft.sleep(10) end)
       weft.yield()
       t:cancel("enough")
@@ -334,7 +334,7 @@ describe("task:cancel", function()
     end))
 
   it("is level-triggered: every later wait of the task fails too",
-    task(function()
+    vtask(function()
       local t = weft.go(function()
         local r = {}
         r[1] = select(2, weft.sleep(10)).kind
@@ -348,7 +348,7 @@ describe("task:cancel", function()
       assert.same({ "canceled", "canceled", "canceled", "canceled" }, t:join())
     end))
 
-  it("reaches the task's children and grandchildren", task(function()
+  it("reaches the task's children and grandchildren", vtask(function()
     local kinds = {}
     local t = weft.go(function()
       weft.go(function()
@@ -368,7 +368,7 @@ describe("task:cancel", function()
     assert.same({ "canceled", "canceled", "canceled" }, kinds)
   end))
 
-  it("before the task starts: its first wait fails", task(function()
+  it("before the task starts: its first wait fails", vtask(function()
     local t = weft.go(function() return weft.sleep(10) end)
     t:cancel()
     local _, err = t:join()
@@ -376,7 +376,7 @@ describe("task:cancel", function()
   end))
 
   it("a wait under an explicit context is shielded from the task's scope",
-    task(function()
+    vtask(function()
       local t = weft.go(function()
         return weft.sleep(0.01, weft.background())
       end)
@@ -385,7 +385,7 @@ describe("task:cancel", function()
       assert.is_true(t:join())
     end))
 
-  it("is a no-op on a finished task", task(function()
+  it("is a no-op on a finished task", vtask(function()
     local t = weft.go(function() return 1 end)
     t:join()
     t:cancel()
@@ -394,7 +394,7 @@ describe("task:cancel", function()
 end)
 
 describe("time", function()
-  it("now is monotonic and sleep lasts at least its duration",
+  it("now is monotonic and sleep lasts at least its duration (real time)",
     task(function()
       local t0 = weft.now()
       assert.is_true(weft.sleep(0.02))
@@ -403,7 +403,7 @@ describe("time", function()
       assert.is_true(dt < 1, "slept " .. dt)
     end))
 
-  it("sleepers wake in deadline order", task(function()
+  it("sleepers wake in deadline order", vtask(function()
     local log = {}
     for _, d in ipairs { 0.03, 0.01, 0.02 } do
       weft.go(function() weft.sleep(d); log[#log + 1] = d end)
@@ -412,7 +412,7 @@ describe("time", function()
     assert.same({ 0.01, 0.02, 0.03 }, log)
   end))
 
-  it("sleep(0) and negative durations return at once", task(function()
+  it("sleep(0) and negative durations return at once", vtask(function()
     assert.is_true(weft.sleep(0))
     assert.is_true(weft.sleep(-1))
   end))

@@ -286,8 +286,8 @@ end
 
 --[[ weft.after ]]
 
-function R.after_fire(c)
-  try_send(c, S.now())
+function R.after_fire(c, at)
+  try_send(c, at)
 end
 
 -- weft.after(seconds) -> a channel that receives weft.now() once, after

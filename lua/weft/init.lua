@@ -9,7 +9,7 @@ local sel = require "weft.select"
 local errors = require "weft.errors"
 
 local R = S.R
-local type = type
+local type, select, unpack = type, select, unpack
 
 S.install_coroutine_relay()
 
@@ -23,6 +23,9 @@ local weft = {
   yield = S.yield,
   sleep = S.sleep,
   now = S.now,
+  virtual_time = S.virtual_time,
+  tasks = S.tasks,
+  dump = S.dump_text,
 
   -- contexts
   background = ctx.background,
@@ -39,9 +42,14 @@ local weft = {
   select = sel.select,
 
   -- errors
+  error = errors.error,
   errors = {
     new = errors.new,
+    is = errors.is,
+    root = errors.root,
     is_error = errors.is_error,
+    brief = errors.brief,
+    record = errors.record,
   },
 }
 
@@ -54,7 +62,19 @@ function weft.run(fn, ...)
     error("weft.run: already inside a task (use weft.go and task:join)", 2)
   end
   if type(fn) ~= "function" then S.typeerror(1, "run", "function", fn) end
-  local t = S.spawn_root(fn, "main", ...)
+  local t
+  local opts = ...
+  if select("#", ...) == 1 and type(opts) == "table" and opts.clock then
+    -- weft.run(fn, {clock = "virtual" | "real", args = {...}})
+    if opts.clock ~= "virtual" and opts.clock ~= "real" then
+      S.argerror(2, "run", "field 'clock': \"virtual\" or \"real\" expected")
+    end
+    local args = opts.args or {}
+    R.virtual_next = opts.clock == "virtual"
+    t = S.spawn_root(fn, "main", unpack(args, 1, args.n or #args))
+  else
+    t = S.spawn_root(fn, "main", ...)
+  end
   local status, msg = core.drive()
   S.take_failures()
   if status == "deadlock" then

@@ -21,13 +21,14 @@
 local ffi = require "ffi"
 local core = require "weft.core"
 local errors = require "weft.errors"
+local vclock = require "weft.vclock"
 
 local resume, yield, create = coroutine.resume, coroutine.yield,
   coroutine.create
 local type, select, unpack, error, pairs = type, select, unpack, error,
   pairs
-local setmetatable, getmetatable, format = setmetatable, getmetatable,
-  string.format
+local setmetatable, getmetatable, format, rawget = setmetatable, getmetatable,
+  string.format, rawget
 local getinfo, getlocal = debug.getinfo, debug.getlocal
 local band = bit.band
 local tnew = require "table.new"
@@ -41,6 +42,7 @@ struct weft__api {
   uint32_t (*timer_pop)(weft_runtime *rt, double now);
   double (*timer_deadline)(weft_runtime *rt, uint32_t id);
   uint32_t (*events)(weft_runtime *rt);
+  double (*wall)(weft_runtime *rt);
 };
 ]]
 
@@ -48,7 +50,7 @@ local api = ffi.cast("const struct weft__api *", core.api)
 local rt = ffi.cast("weft_runtime *", core.rt)
 local c_now, c_timer_add, c_timer_del, c_timer_pop = api.now, api.timer_add,
   api.timer_del, api.timer_pop
-local c_events = api.events
+local c_events, c_wall = api.events, api.wall
 
 -- Event bits set by the C side (runtime.c, WEFT__EV_*).
 local EV_INTERRUPT, EV_QUIT, EV_POST = 1, 2, 4
@@ -75,6 +77,7 @@ local T_X = 6       -- extension table, or nil
 local T_ID = 7      -- task id, in creation order
 local T_MPREV = 8   -- neighbours in the member list of its context's node
 local T_MNEXT = 9
+local T_BORN = 10   -- weft.now() when it was spawned
 S.T_CO, S.T_CTX, S.T_PARENT, S.T_WAIT, S.T_SEQ = T_CO, T_CTX, T_PARENT,
   T_WAIT, T_SEQ
 S.T_X, S.T_ID = T_X, T_ID
@@ -156,19 +159,38 @@ end
 S.wake = wake
 
 --[[ Timers ]]
--- The heap lives in C (timer.c); Lua keeps each id's target: a task (a
--- sleep ends), a context node (its deadline passes) or a channel state
--- (weft.after delivers).
+-- Real timers live in C's heap (timer.c) under positive ids; timers of a
+-- virtual clock (weft.vclock) under negative ids. Lua keeps each id's
+-- target: a task (a sleep ends), a context node (its deadline passes) or a
+-- channel state (weft.after delivers).
 local tgt = {}
-local ntimers = 0
+local ntimers = 0  -- real timers armed
 local deadline_fire
 
+-- The virtual clock of the running task's bubble, or nil (real time).
+local function cur_clock()
+  local t = R.cur
+  local x = t and t[T_X]
+  return x and x.clock
+end
+
+-- now() -> the running task's time: its bubble's virtual clock, or the
+-- runtime's monotonic clock.
 local function now()
+  local c = cur_clock()
+  if c then return c.now end
   return c_now(rt)
 end
 S.now = now
 
+-- timer_start(deadline, target) -> id, on the running task's clock.
 local function timer_start(deadline, target)
+  local c = cur_clock()
+  if c then
+    local id = -vclock.add(c, deadline)
+    tgt[id] = target
+    return id
+  end
   local id = c_timer_add(rt, deadline)
   if id == 0 then error("weft: out of memory (timer heap)", 2) end
   tgt[id] = target
@@ -178,6 +200,11 @@ end
 S.timer_start = timer_start
 
 local function timer_stop(id)
+  if id < 0 then
+    vclock.del(-id)
+    tgt[id] = nil
+    return
+  end
   c_timer_del(rt, id)
   if tgt[id] then
     tgt[id] = nil
@@ -186,24 +213,57 @@ local function timer_stop(id)
 end
 S.timer_stop = timer_stop
 
+local function timer_deadline(id)
+  if id < 0 then return vclock.deadline(-id) end
+  return api.timer_deadline(rt, id)
+end
+
+-- fire(id, at): timer id is due; `at` is the time on its clock.
+local function fire(id, at)
+  local g = tgt[id]
+  tgt[id] = nil
+  local mt = getmetatable(g)
+  if mt == TaskMT then
+    wake(g, true)
+  elseif mt == CtxMT then
+    deadline_fire(g)
+  else
+    R.after_fire(g, at)
+  end
+end
+
 local function fire_timers()
   if ntimers == 0 then return end
   local t = c_now(rt)
   local id = c_timer_pop(rt, t)
   while id ~= 0 do
-    local g = tgt[id]
-    tgt[id] = nil
     ntimers = ntimers - 1
-    local mt = getmetatable(g)
-    if mt == TaskMT then
-      wake(g, true)
-    elseif mt == CtxMT then
-      deadline_fire(g)
-    else
-      R.after_fire(g)
-    end
+    fire(id, t)
     id = c_timer_pop(rt, t)
   end
+end
+
+-- Clocks of the bubbles alive, in creation order.
+local clocks = {}
+
+-- advance() -> true if some clock moved: every task is blocked, so each
+-- virtual clock jumps to its next deadline and fires what is due then.
+local function advance()
+  local moved = false
+  for i = 1, #clocks do
+    local c = clocks[i]
+    local d = not c.stopped and vclock.next(c)
+    if d then
+      if d > c.now then c.now = d end
+      local k = vclock.pop(c)
+      while k do
+        fire(-k, c.now)
+        k = vclock.pop(c)
+      end
+      moved = true
+    end
+  end
+  return moved
 end
 
 --[[ Wait queues ]]
@@ -556,17 +616,28 @@ local function task_name(t)
 end
 S.task_name = task_name
 
+-- Errors are stamped with the running task, the wall clock and this
+-- runtime's tag (errors.lua cannot load before this module).
+errors.current = function() return R.cur end
+errors.task_name = task_name
+errors.task_id = function(t) return t[T_ID] end
+errors.wall = function() return c_wall(rt) end
+errors.tag = core.tag
+
 local function spawn(fn, parent, ctx, name, args)
   local id = next_id
   next_id = id + 1
   ntasks = ntasks + 1
-  local t = tnew(9, 0)
-  t[T_CO], t[T_PARENT], t[T_SEQ], t[T_ID] = fn, parent, 0, id
+  local t = tnew(10, 0)
+  t[T_CO], t[T_PARENT], t[T_SEQ], t[T_ID], t[T_BORN] = fn, parent, 0, id,
+    now()
   setmetatable(t, TaskMT)
   set_ctx(t, ctx)
   if parent then
     local px = ext(parent)
     px.nlive = (px.nlive or 0) + 1
+    local c = px.clock
+    if c then ext(t).clock = c end -- a bubble holds all its descendants
   else
     nroots = nroots + 1
   end
@@ -613,6 +684,45 @@ end
 
 -- spawn_root(fn, name, ...) -> task: a top-level task, under the root
 -- context (what weft_spawn_* and weft.run start).
+--[[ Bubbles: virtual time ]]
+-- A bubble is a task and all it starts, on a virtual clock (weft.vclock)
+-- whose time starts at 0. When no task in the runtime is ready, every
+-- bubble's clock jumps to its next timer (advance, called by tick). Time
+-- stops when the bubble's root task's function returns (finish), so a
+-- forgotten ticker cannot run the clock forever; the bubble ends when the
+-- root has finished (done). Tasks in a bubble should wait only on each
+-- other: a wait on something outside it does not hold its clock back.
+
+-- bubble(t): put a task that has not run yet in a new bubble.
+local function bubble(t)
+  local c = vclock.new()
+  c.root = t
+  ext(t).clock = c
+  t[T_BORN] = 0
+  clocks[#clocks + 1] = c
+end
+
+local function bubble_end(c)
+  for i = 1, #clocks do
+    if clocks[i] == c then
+      table.remove(clocks, i)
+      break
+    end
+  end
+  for _, k in ipairs(vclock.clear(c)) do tgt[-k] = nil end
+end
+
+-- random(n) -> an integer in [1, n]: from the bubble's own generator in a
+-- bubble, so that select chooses the same way in every run.
+function S.random(n)
+  local c = cur_clock()
+  if c then return vclock.random(c, n) end
+  return math.random(n)
+end
+
+-- spawn_root(fn, name, ...) -> task: a top-level task, under the root
+-- context (what weft_spawn_* and weft.run start); in a bubble of its own
+-- when the runtime runs on virtual time (weft --virtual-time).
 function S.spawn_root(fn, name, ...)
   -- Once every task has finished, an interrupted runtime starts afresh.
   if nroots == 0 and R.root_ctx.cerr then
@@ -622,7 +732,28 @@ function S.spawn_root(fn, name, ...)
   local n = select("#", ...)
   local args
   if n > 0 then args = { n = n, ... } end
-  return spawn(fn, nil, R.root_ctx, name, args)
+  local t = spawn(fn, nil, R.root_ctx, name, args)
+  if core.virtual_time or R.virtual_next then
+    R.virtual_next = nil
+    bubble(t)
+  end
+  return t
+end
+
+-- weft.virtual_time(fn, ...) -> fn's results | nil, err: run fn(...) as a
+-- task in a bubble of its own, on virtual time, and wait for it.
+function S.virtual_time(fn, ...)
+  local p = cur("virtual_time")
+  if type(fn) ~= "function" then
+    typeerror(1, "virtual_time", "function", fn)
+  end
+  local n = select("#", ...)
+  local args
+  if n > 0 then args = { n = n, ... } end
+  local t = spawn(fn, p, S.context(p), nil, args)
+  ext(t).name = "virtual time"
+  bubble(t)
+  return t:join()
 end
 
 -- The task has finished: it has no context any more.
@@ -638,14 +769,9 @@ end
 local function child_failed(p, t, err)
   local pn = p[T_CTX].node
   if errors.is_cancel(err) and pn and pn.cerr then return end
-  if not errors.is_error(err) or not err.task then
-    local e = errors.failed(err)
-    if e == err then
-      e = errors.new(err.kind, err.message, err.cause)
-      e.traceback = err.traceback
-    end
-    e.task, e.task_id = task_name(t), t[T_ID]
-    err = e
+  if not errors.is_error(err) then
+    err = errors.failed(err)
+    err._task = t
   end
   local px = ext(p)
   if px.child_err == nil then
@@ -706,6 +832,8 @@ local function done(t)
     local err, handled = nil, false
     retire(t)
     if x then
+      local c = x.clock
+      if c and c.root == t then bubble_end(c) end
       err = final_error(x)
       if x.node then node_cancel(x.node, SCOPE_END) end
       local q = x.joinq
@@ -785,6 +913,8 @@ local function finish(t, fn, ok, ...)
   end
   -- From now on T_CO holds the function again, for the task's name.
   t[T_CO] = fn
+  local c = x and x.clock
+  if c and c.root == t then c.stopped = true end
   if not (x and x.nlive and x.nlive > 0) then
     done(t)
   else
@@ -798,10 +928,7 @@ end
 -- the task's name on it.
 local function trap(e)
   e = errors.capture(e, 2)
-  if not e.task then
-    local t = R.cur
-    if t then e.task, e.task_id = task_name(t), t[T_ID] end
-  end
+  if not rawget(e, "_task") then e._task = R.cur end
   return e
 end
 S.trap = trap
@@ -865,26 +992,39 @@ function S.install_coroutine_relay()
   coroutine.wrap = wrap_relay
 end
 
-local co_traceback
+local stack_traceback
 
 -- A task's coroutine died with an error, or yielded something that is not
 -- ours: the task failed. Its coroutine is abandoned.
 local function broken(t, co, ok, v)
+  R.cur = t -- the error and finish belong to the task, as from body
   local fn = task_fn(t)
   local e
   if ok then
     e = errors.new("bug", "coroutine.yield called in a task outside a " ..
       "coroutine of its own (use weft.yield)")
   else
-    e = errors.capture_co(v, co_traceback(co))
+    e = errors.capture_co(v, stack_traceback(co, 0))
   end
-  if not e.task then e.task, e.task_id = task_name(t), t[T_ID] end
-  R.cur = t -- finish runs as the task, as it does from body
+  if not rawget(e, "_task") then e._task = t end
   finish(t, fn, false, e)
   R.cur = nil
 end
 
 --[[ Task methods ]]
+
+-- task_state(t) -> "ready", "running", "blocked", "finishing" (its function
+-- returned; children remain) or "done".
+local function task_state(t)
+  if t[T_CTX] == false then return "done" end
+  if t[T_WAIT] ~= nil then return "blocked" end
+  if t == R.cur then return "running" end
+  local x = t[T_X]
+  if x and x.returned then return "finishing" end
+  return "ready"
+end
+S.task_state = task_state
+
 
 local function checktask(t, fname)
   if getmetatable(t) ~= TaskMT then
@@ -978,19 +1118,7 @@ function Task.done(t)
 end
 
 function TaskMT.__tostring(t)
-  local state
-  if t[T_CTX] == false then
-    state = "done"
-  elseif t[T_WAIT] ~= nil then
-    state = "blocked"
-  elseif t == R.cur then
-    state = "running"
-  elseif t[T_X] and t[T_X].returned then
-    state = "finishing"
-  else
-    state = "ready"
-  end
-  return format("weft.task: %d %q (%s)", t[T_ID], task_name(t), state)
+  return format("weft.task: %d %q (%s)", t[T_ID], task_name(t), task_state(t))
 end
 
 --[[ Time and yielding ]]
@@ -1006,7 +1134,7 @@ function S.sleep(s, ctx)
     park(t, FOREVER, ctx)
   else
     if s < 0 then s = 0 end
-    park(t, timer_start(c_now(rt) + s, t), ctx)
+    park(t, timer_start(now() + s, t), ctx)
   end
   return yield(WAIT) -- a tail call: see wake
 end
@@ -1028,17 +1156,15 @@ end
 local function describe_wait(t)
   local w = t[T_WAIT]
   if w == nil then
-    if t[T_CTX] == false then return "done" end
-    if t == R.cur then return "running" end
-    local x = t[T_X]
-    if not (x and x.returned) then return "ready" end
-    local n = x.nlive
+    local state = task_state(t)
+    if state ~= "finishing" then return state end
+    local n = t[T_X].nlive
     return format("waiting for %d %s", n, n == 1 and "child" or "children")
   end
   if type(w) == "number" then
-    return format("sleep until %.3f", api.timer_deadline(rt, w))
+    return format("sleep until %.3f", timer_deadline(w))
   end
-  if w == FOREVER then return "sleep forever" end
+  if w == FOREVER then return "context (until cancelled)" end
   if getmetatable(w) == WaitqMT then
     if w.dir == "join" then return format("join of task %d", w.owner[T_ID]) end
     return format("%s on %s", w.dir, R.chan_describe(w.owner))
@@ -1052,17 +1178,26 @@ local function internal(src)
   return src:find("weft/[%w_]+%.lua$") ~= nil or src == "=[C]"
 end
 
--- co_traceback(co) -> "stack traceback:" and the user frames of a task's
--- coroutine (suspended, or dead from an error), innermost first; nil when
--- there are none.
-function co_traceback(co)
+-- frame(co, level, what): debug.getinfo of a coroutine, or (co nil) of
+-- the running thread, counting level 1 as the caller of stack_traceback.
+local function frame(co, level, what)
+  if co then return getinfo(co, level, what) end
+  local info = getinfo(level + 2, what) -- not a tail call: it counts a frame
+  return info
+end
+
+-- stack_traceback(co, level) -> "stack traceback:" and the user frames of a
+-- task's coroutine (suspended, or dead from an error; level 0) or of the
+-- running thread from `level` on, innermost first; nil when there are
+-- none. Unlike debug.traceback it leaves out weft's own frames, and names a
+-- task's function after its source, not after weft's variable holding it.
+function stack_traceback(co, level)
   local lines = {}
-  local level = 0
   while true do
-    local info = getinfo(co, level, "Slnf")
+    local info = frame(co, level, "Slnf")
     if not info or info.func == body then break end
     if not internal(info.source) or #lines > 0 then
-      local outer = getinfo(co, level + 1, "f")
+      local outer = frame(co, level + 1, "f")
       local where = info.currentline > 0 and
         format("%s:%d", info.short_src, info.currentline) or info.short_src
       local what
@@ -1085,11 +1220,12 @@ function co_traceback(co)
   if #lines == 0 then return nil end
   return "stack traceback:\n" .. table.concat(lines, "\n")
 end
+errors.traceback = stack_traceback
 
 local function task_traceback(t)
   local co = t[T_CO]
   if type(co) ~= "thread" then return nil end
-  return co_traceback(co)
+  return stack_traceback(co, 0)
 end
 S.task_traceback = task_traceback
 
@@ -1122,9 +1258,9 @@ S.all_tasks = all_tasks
 -- and where (Go's "all goroutines are asleep").
 -- dump(headline) -> text naming every unfinished task, what it waits on
 -- and where, as Go prints goroutines.
-local function dump(headline)
+local function dump(headline, list)
   local out = { headline }
-  for _, t in ipairs(all_tasks()) do
+  for _, t in ipairs(list or all_tasks()) do
     out[#out + 1] = ""
     out[#out + 1] = format("task %d %q [%s]:", t[T_ID], task_name(t),
       describe_wait(t))
@@ -1134,6 +1270,25 @@ local function dump(headline)
   return table.concat(out, "\n")
 end
 S.dump = dump
+
+-- weft.tasks() -> a list, by id, of {id, name, parent (id or nil), state,
+-- waiting_on, age (seconds)} for every unfinished task.
+function S.tasks()
+  local list, real = {}, c_now(rt)
+  for i, t in ipairs(all_tasks()) do
+    local p, x = t[T_PARENT], t[T_X]
+    local c = x and x.clock
+    list[i] = { id = t[T_ID], name = task_name(t), parent = p and p[T_ID],
+      state = task_state(t), waiting_on = describe_wait(t),
+      age = (c and c.now or real) - t[T_BORN] }
+  end
+  return list
+end
+
+-- weft.dump() -> every unfinished task as text, with its traceback.
+function S.dump_text()
+  return dump(format("%d tasks at %.3f", ntasks, now()))
+end
 
 -- deadlock_report() -> the report when nothing can wake any task (Go's
 -- "all goroutines are asleep").
@@ -1222,7 +1377,40 @@ function S.tick(budget)
     end
     ran = ran + 1
   end
+  if fill_n == 0 and run_i > run_n and clocks[1] and advance() then
+    return fill_n, ntasks -- virtual time moved: what it woke is ready
+  end
   return fill_n + run_n - run_i + 1, ntasks
+end
+
+-- idle() -> true if it found something to do: called by the C driver when
+-- nothing in the runtime can ever wake a task again. A bubble whose tasks
+-- are all stuck is a deadlock of its own: its root fails with the report
+-- (kind "deadlock") and its tasks are cancelled so that they unwind, while
+-- the rest of the runtime goes on (a spec under virtual time fails; the
+-- program does not die). Each bubble is failed once; then it is the
+-- runtime's deadlock.
+function S.idle()
+  for i = 1, #clocks do
+    local c = clocks[i]
+    if not c.failed then
+      c.failed = true
+      local list = {}
+      for _, t in ipairs(all_tasks()) do
+        local x = t[T_X]
+        if x and x.clock == c then list[#list + 1] = t end
+      end
+      local err = errors.new("deadlock", dump(
+        "all tasks are asleep - deadlock! (virtual time " ..
+        format("%.3f", c.now) .. ")", list))
+      err._task = c.root
+      local rx = ext(c.root)
+      if rx.child_err == nil then rx.child_err = err end
+      node_cancel(own_node(c.root), errors.canceled(err))
+      return true
+    end
+  end
+  return false
 end
 
 -- cancel_root(err): cancel the context every top-level task runs under.
@@ -1258,9 +1446,22 @@ end
 -- result(t) -> what t:join() would give, for weft.run.
 S.results = results
 
+-- log(text): append a full record to the file core.log_path names
+-- (WEFT_LOG), if any.
+local function log(text)
+  local path = core.log_path
+  if not path then return end
+  local f = io.open(path, "a")
+  if f then
+    f:write(text, "\n")
+    f:close()
+  end
+end
+
 -- outcome(verbose) -> reports, interrupted: the report of each top-level
 -- failure since the last call (nil when none), and whether they all come
--- from an interruption (Ctrl-C).
+-- from an interruption (Ctrl-C). A report is the error's one line (see
+-- errors.brief); verbose adds its full record, which also goes to the log.
 function S.outcome(verbose)
   local f = S.take_failures()
   if not f then return nil, false end
@@ -1268,7 +1469,10 @@ function S.outcome(verbose)
   for i = 1, #f do
     local err, t = f[i].err, f[i].task
     if not errors.is_cancel(err) then intr = false end
-    out[i] = errors.report(err, verbose, task_name(t), t[T_ID])
+    local line = errors.brief(err, task_name(t))
+    local record = errors.record(err)
+    log(record)
+    out[i] = verbose and (line .. "\n" .. record) or line
   end
   if intr then out = { "interrupted" } end
   return out, intr

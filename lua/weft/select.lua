@@ -19,7 +19,7 @@ local states, try_send, try_recv = C.states, C.try_send, C.try_recv
 local CLOSED, SEND_CLOSED = C.CLOSED, C.SEND_CLOSED
 local park, wq_push, wq_ready = S.park, S.wq_push, S.wq_ready
 local yield, WAIT = coroutine.yield, S.WAIT
-local random = math.random
+local random = S.random
 local type, error, format = type, error, string.format
 local typeerror, argerror = S.typeerror, S.argerror
 

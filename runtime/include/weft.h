@@ -52,6 +52,9 @@ typedef struct weft_config {
   unsigned budget;        /* task resumes per loop turn; 0: the default */
   weft_error_cb on_error; /* each top-level failure; NULL: weft_last_error */
   void *ud;               /* passed to on_error */
+  const char *log_path;   /* append the full record of each top-level
+                             failure to this file (WEFT_LOG); may be NULL */
+  int virtual_time;       /* top-level tasks run on virtual time */
 } weft_config;
 
 /* Create a runtime with its own loop and Lua state. NULL on out-of-memory,
