@@ -232,9 +232,12 @@ local function fire(id, at)
   end
 end
 
+local tick_time = 0 -- the real clock when the current tick began
+
 local function fire_timers()
+  tick_time = c_now(rt)
   if ntimers == 0 then return end
-  local t = c_now(rt)
+  local t = tick_time
   local id = c_timer_pop(rt, t)
   while id ~= 0 do
     ntimers = ntimers - 1
@@ -629,15 +632,20 @@ local function spawn(fn, parent, ctx, name, args)
   next_id = id + 1
   ntasks = ntasks + 1
   local t = tnew(10, 0)
+  -- The birth time is the tick's: a clock read per spawn costs more than
+  -- an age needs (dumps show it to the millisecond).
   t[T_CO], t[T_PARENT], t[T_SEQ], t[T_ID], t[T_BORN] = fn, parent, 0, id,
-    now()
+    tick_time
   setmetatable(t, TaskMT)
   set_ctx(t, ctx)
   if parent then
     local px = ext(parent)
     px.nlive = (px.nlive or 0) + 1
     local c = px.clock
-    if c then ext(t).clock = c end -- a bubble holds all its descendants
+    if c then -- a bubble holds all its descendants
+      ext(t).clock = c
+      t[T_BORN] = c.now
+    end
   else
     nroots = nroots + 1
   end
@@ -733,6 +741,7 @@ function S.spawn_root(fn, name, ...)
   local args
   if n > 0 then args = { n = n, ... } end
   local t = spawn(fn, nil, R.root_ctx, name, args)
+  t[T_BORN] = c_now(rt) -- outside a tick, tick_time may be old
   if core.virtual_time or R.virtual_next then
     R.virtual_next = nil
     bubble(t)
