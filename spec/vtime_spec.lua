@@ -128,6 +128,16 @@ describe("virtual time", function()
       assert.equal(10, ticks)
     end))
 
+  it("a timer that wakes nobody does not stop the clock", vtask(function()
+    weft.after(1)   -- nobody ever receives these
+    weft.after(2)
+    local ticks, stop = weft.ticker(0.5) -- nor this
+    assert.is_true(weft.sleep(10))
+    assert.equal(10, weft.now())
+    stop()
+    assert.equal(1, #ticks) -- a tick nobody took is dropped
+  end))
+
   it("a deadlock inside fails it, and the rest of the runtime goes on",
     task(function()
       local ok, err = weft.virtual_time(function()

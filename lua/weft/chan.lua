@@ -286,8 +286,14 @@ end
 
 --[[ weft.after ]]
 
+-- A weft.after or weft.ticker channel's timer fired: deliver the time (a
+-- ticker drops a tick nobody took, as Go's does) and re-arm a ticker.
 function R.after_fire(c, at)
   try_send(c, at)
+  local period = c.period
+  if period and not c.stopped then
+    c.timer = S.timer_start(at + period, c, c.clock or false)
+  end
 end
 
 -- weft.after(seconds) -> a channel that receives weft.now() once, after
@@ -301,6 +307,26 @@ function M.after(s)
     S.timer_start(S.now() + (s > 0 and s or 0), states[u])
   end
   return u
+end
+
+-- weft.ticker(seconds) -> ch, stop: ch receives weft.now() every `seconds`
+-- (a tick nobody has taken is dropped); stop() ends it.
+function M.ticker(s)
+  if type(s) ~= "number" or s ~= s or s <= 0 then
+    argerror(1, "ticker", "positive number expected, got " ..
+      (type(s) == "number" and tostring(s) or type(s)))
+  end
+  local u = new(1)
+  local c = states[u]
+  c.period = s
+  c.clock = S.cur_clock()
+  c.timer = S.timer_start(S.now() + s, c)
+  return u, function()
+    if not c.stopped then
+      c.stopped = true
+      S.timer_stop(c.timer)
+    end
+  end
 end
 
 M.methods = methods

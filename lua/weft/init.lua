@@ -7,6 +7,14 @@ local ctx = require "weft.ctx"
 local chan = require "weft.chan"
 local sel = require "weft.select"
 local errors = require "weft.errors"
+local sync = require "weft.sync"
+local group = require "weft.group"
+local retry = require "weft.retry"
+local pipe = require "weft.pipe"
+local rate = require "weft.rate"
+local heartbeat = require "weft.heartbeat"
+local steward = require "weft.steward"
+local replicate = require "weft.replicate"
 
 local R = S.R
 local type, select, unpack = type, select, unpack
@@ -39,7 +47,43 @@ local weft = {
   -- channels
   chan = chan.chan,
   after = chan.after,
+  ticker = chan.ticker,
   select = sel.select,
+
+  -- synchronisation and structure
+  mutex = sync.mutex,
+  semaphore = sync.semaphore,
+  once = sync.once,
+  fence = sync.fence,
+  locked = sync.locked,
+  group = group.group,
+  limiter = group.limiter,
+  parallel = group.parallel,
+  concurrently = group.concurrently,
+  jobs = group.jobs,
+  retry = retry.retry,
+  retry_call = retry.retry_call,
+  pipe = {
+    generator = pipe.generator,
+    take = pipe.take,
+    or_done = pipe.or_done,
+    tee = pipe.tee,
+    bridge = pipe.bridge,
+    merge = pipe.merge,
+    first_done = pipe.first_done,
+  },
+
+  -- concurrency at scale
+  rate = {
+    limiter = rate.limiter,
+    multi = rate.multi,
+    every = rate.every,
+    per = rate.per,
+    inf = rate.inf,
+  },
+  heartbeat = heartbeat.heartbeat,
+  steward = steward.steward,
+  replicate = replicate.replicate,
 
   -- errors
   error = errors.error,

@@ -182,10 +182,13 @@ local function now()
   return c_now(rt)
 end
 S.now = now
+S.cur_clock = cur_clock
 
--- timer_start(deadline, target) -> id, on the running task's clock.
-local function timer_start(deadline, target)
-  local c = cur_clock()
+-- timer_start(deadline, target [, clock]) -> id, on the given clock (false:
+-- real time), else the running task's.
+local function timer_start(deadline, target, clock)
+  local c = clock
+  if c == nil then c = cur_clock() end
   if c then
     local id = -vclock.add(c, deadline)
     tgt[id] = target
@@ -364,6 +367,14 @@ local function wq_ready(q)
 end
 S.wq_ready = wq_ready
 
+-- wq_head(q) -> t, k, v of the first live entry, left in place; or nil.
+local function wq_head(q)
+  if not wq_ready(q) then return nil end
+  local h = q.h
+  return q[h], q[h + 2], q[h + 3]
+end
+S.wq_head = wq_head
+
 -- wq_count(q) -> number of live entries (for introspection only).
 local function wq_count(q)
   local n = 0
@@ -530,6 +541,11 @@ local function node_cancel(c, err)
     end
   end
   if c.donech then R.close_done(c.donech) end
+  local fns = c.after
+  if fns then
+    c.after = nil
+    for f in pairs(fns) do f() end
+  end
   local ch = c.children
   if ch then
     c.children = nil
@@ -537,6 +553,28 @@ local function node_cancel(c, err)
   end
 end
 S.node_cancel = node_cancel
+
+-- after_cancel(ctx, fn) -> stop: call fn() once when ctx is cancelled (at
+-- once if it is), as Go's context.AfterFunc, but in the canceller's stead:
+-- fn must not wait. stop() unregisters it. For contexts without a node
+-- (background), never.
+function S.after_cancel(ctx, fn)
+  local n = ctx.node
+  if not n then return function() end end
+  if n.cerr then
+    fn()
+    return function() end
+  end
+  local fns = n.after
+  if not fns then
+    fns = {}
+    n.after = fns
+  end
+  fns[fn] = true
+  return function()
+    if n.after then n.after[fn] = nil end
+  end
+end
 
 function deadline_fire(c)
   c.timer = nil
@@ -662,6 +700,17 @@ function S.go(fn, ...)
   local n = select("#", ...)
   if n > 0 then args = { n = n, ... } end
   return spawn(fn, p, context(p), nil, args)
+end
+
+-- spawn_hooked(parent, fn, args, ctx, on_done [, name]) -> task: for the
+-- toolkit (groups, limiters, jobs). The task is a child of `parent` (not
+-- necessarily the running task: background jobs outlive the request that
+-- starts them), and on_done(t, err) is called when it has finished; when it
+-- returns true, the error is handled and goes nowhere else.
+function S.spawn_hooked(parent, fn, args, ctx, on_done, name)
+  local t = spawn(fn, parent, ctx, name, args)
+  ext(t).on_done = on_done
+  return t
 end
 
 -- weft.spawn{name=, fn=, args=, ctx=} -> task
@@ -854,6 +903,10 @@ local function done(t)
           handled = true
         end
       end
+      -- A group, limiter or jobs set that started the task takes its end
+      -- and, if it says so, its error (see spawn_hooked).
+      local hook = x.on_done
+      if hook and hook(t, err) then handled = true end
     end
     local p = t[T_PARENT]
     if not p then
@@ -1148,6 +1201,20 @@ function S.sleep(s, ctx)
   return yield(WAIT) -- a tail call: see wake
 end
 
+-- wait_on(q, v, ctx, fname) -> a, b: park the running task on wait queue q
+-- (with value v in its entry) under ctx (or its own context), until a waker
+-- pops it (wq_pop) and wakes it, or ctx is cancelled (nil, err). For the
+-- sync primitives; their queues have `what`, which dumps show.
+function S.wait_on(q, v, ctx, fname)
+  local t = cur(fname)
+  ctx = wait_ctx(t, ctx, 1, fname)
+  local n = ctx.node
+  if n and n.cerr then return nil, n.cerr end
+  wq_push(q, t, 0, v)
+  park(t, q, ctx)
+  return yield(WAIT)
+end
+
 -- weft.yield([ctx]) -> true | nil, err: let every other ready task run once.
 function S.yield(ctx)
   local t = cur("yield")
@@ -1176,6 +1243,7 @@ local function describe_wait(t)
   if w == FOREVER then return "context (until cancelled)" end
   if getmetatable(w) == WaitqMT then
     if w.dir == "join" then return format("join of task %d", w.owner[T_ID]) end
+    if w.what then return w.what end
     return format("%s on %s", w.dir, R.chan_describe(w.owner))
   end
   return format("select over %d cases", #w)
@@ -1387,7 +1455,10 @@ function S.tick(budget)
     ran = ran + 1
   end
   if fill_n == 0 and run_i > run_n and clocks[1] and advance() then
-    return fill_n, ntasks -- virtual time moved: what it woke is ready
+    -- Virtual time moved. What it fired may have woken nobody (a ticker,
+    -- a weft.after no one waits for): report one ready, so that the driver
+    -- ticks again, and the clocks go on, rather than finding a deadlock.
+    return fill_n > 0 and fill_n or 1, ntasks
   end
   return fill_n + run_n - run_i + 1, ntasks
 end

@@ -1,0 +1,173 @@
+-- weft.steward: a monitor that heals a stuck or dead ward ("Concurrency in
+-- Go", ch. 5, "Healing Unhealthy Goroutines"), with Erlang/OTP's restart
+-- intensity.
+--
+-- A ward is started by start(ctx, pulse_interval), which returns the ward's
+-- heartbeat channel (or nil: a ward that never pulses). The steward runs it
+-- in a task of its own under a context of its own, and restarts it when no
+-- pulse came for `timeout` seconds, or when its task ended or failed: it
+-- cancels the old ward's context, waits `backoff`, and starts a new one.
+-- After more than `max_restarts` restarts within `within` seconds it gives
+-- up: it stops the ward and fails with an error naming the ward and its
+-- last failure (OTP escalates the same way to the parent supervisor).
+--
+-- weft.steward{...} returns a start function of the same shape, whose
+-- heartbeat pulses every pulse_interval while the steward runs, so a
+-- steward can be the ward of another.
+
+local S = require "weft.sched"
+local chan = require "weft.chan"
+local ctxmod = require "weft.ctx"
+local errors = require "weft.errors"
+local heartbeat = require "weft.heartbeat"
+
+local type, format, tostring = type, string.format, tostring
+local huge = math.huge
+local select_ = require("weft.select").select
+local argerror, typeerror = S.argerror, S.typeerror
+
+local M = {}
+
+local function option(opts, name, default, ok, what)
+  local v = opts[name]
+  if v == nil then return default end
+  if not ok(v) then
+    argerror(1, "steward", format("field '%s': %s expected, got %s", name,
+      what, type(v) == "number" and tostring(v) or type(v)), 3)
+  end
+  return v
+end
+
+local function positive(v) return type(v) == "number" and v > 0 end
+local function non_negative(v) return type(v) == "number" and v >= 0 end
+
+local function default_log(msg)
+  io.stderr:write(msg, "\n")
+end
+
+-- weft.steward{start=, timeout=, name=, max_restarts=, within=, backoff=,
+-- log=} -> start(ctx, pulse_interval) -> heartbeat channel, task
+function M.steward(opts)
+  if type(opts) ~= "table" then typeerror(1, "steward", "table", opts) end
+  local ward = opts.start
+  if type(ward) ~= "function" then
+    argerror(1, "steward", "field 'start': function expected, got " ..
+      type(ward))
+  end
+  local timeout = option(opts, "timeout", nil, positive, "positive number")
+  if not timeout then
+    argerror(1, "steward", "field 'timeout': positive number expected, " ..
+      "got nil")
+  end
+  local name = option(opts, "name", "ward",
+    function(v) return type(v) == "string" end, "string")
+  local max_restarts = option(opts, "max_restarts", huge, non_negative,
+    "non-negative number")
+  local within = option(opts, "within", 60, positive, "positive number")
+  local backoff = option(opts, "backoff", 0, function(v)
+    return non_negative(v) or type(v) == "function" end,
+    "non-negative number or function")
+  local log = option(opts, "log", default_log,
+    function(v) return type(v) == "function" end, "function")
+
+  -- The monitor: one task per steward, the ward's parent.
+  local function monitor(ctx, hb)
+    local me = S.R.cur
+    local gen               -- the current ward: {ctx, cancel, ended, hb, err}
+    local restarts = {}     -- times of recent restarts
+    local last_failure
+
+    local function start_ward()
+      local wctx, cancel = ctxmod.with_cancel(ctx)
+      local g = { cancel = cancel, ended = chan.chan(), beat = chan.chan(1) }
+      S.spawn_hooked(me, function(c)
+        local ward_hb = ward(c, timeout / 2)
+        g.hb = ward_hb or false
+        g.beat:send(true, ctxmod.background()) -- started: hb is known
+      end, { n = 1, wctx }, wctx, function(_, err)
+        g.err = err
+        g.ended:close()
+        return true -- the steward handles its ward's failures
+      end, name)
+      gen = g
+      -- Wait until the ward has said what its heartbeat is (or ended).
+      select_({ { recv = g.beat }, { recv = g.ended } }, ctxmod.background())
+    end
+
+    local function give_up()
+      gen.cancel()
+      hb:close()
+      local err = errors.new("steward", format("steward: gave up on %s " ..
+        "after %d restarts in %g s; last failure: %s", name, #restarts,
+        within, errors.describe(last_failure)), last_failure)
+      log(err.message)
+      return nil, err
+    end
+
+    -- restart(why) -> true, or false when the restart budget is spent.
+    local function restart(why)
+      last_failure = why
+      gen.cancel(why)
+      local now = S.now()
+      local kept = {}
+      for _, t in ipairs(restarts) do
+        if now - t < within then kept[#kept + 1] = t end
+      end
+      kept[#kept + 1] = now
+      restarts = kept
+      if #restarts > max_restarts then return false end
+      local pause = type(backoff) == "function" and backoff(#restarts) or
+        backoff
+      if pause > 0 and not S.sleep(pause, ctx) then return true end
+      start_ward()
+      return true
+    end
+
+    local ticks = hb:ticks()
+    start_ward()
+    while true do
+      local deadline = chan.after(timeout)
+      local why
+      while not why do
+        local i, v = select_({
+          { recv = ticks },
+          { recv = gen.hb or false },
+          { recv = deadline },
+          { recv = gen.ended },
+        }, ctx)
+        if i == nil then -- the steward's context is done: stop the ward
+          gen.cancel()
+          hb:close()
+          return true
+        elseif i == 1 then
+          hb:pulse()
+        elseif i == 2 then
+          if v == nil then gen.hb = false else break end -- a pulse
+        elseif i == 3 then
+          why = errors.new("unhealthy", format("%s missed its heartbeat " ..
+            "for %g s", name, timeout))
+          log(format("steward: %s unhealthy; restarting", name))
+        else
+          why = gen.err or errors.new("ended", name .. " ended")
+          log(format("steward: %s %s; restarting", name, gen.err and
+            ("failed: " .. errors.describe(gen.err)) or "ended"))
+        end
+      end
+      if why and not restart(why) then return give_up() end
+    end
+  end
+
+  return function(ctx, pulse_interval)
+    if ctx == nil then ctx = ctxmod.context() end
+    if type(pulse_interval) ~= "number" or pulse_interval <= 0 then
+      argerror(2, "start", "positive number expected, got " ..
+        tostring(pulse_interval))
+    end
+    local hb = heartbeat.heartbeat(pulse_interval)
+    local task = S.spawn_hooked(S.cur("steward"), monitor,
+      { n = 2, ctx, hb }, ctx, nil, "steward of " .. name)
+    return hb:beats(), task
+  end
+end
+
+return M
