@@ -33,6 +33,6 @@ weft.virtual_time(function()
     started = started + 1
     return handler(ctx, r)
   end, { hedge = 1.5 })
-  print(("%s after %.2f s, %d replicas started"):format(answer,
-    weft.now() - t0, started))
+  print(("replica %d answered after %.2f s (%q); %d replicas started"):format(
+    i, weft.now() - t0, answer, started))
 end)

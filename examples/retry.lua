@@ -7,7 +7,7 @@
 
 local function flaky(fails)
   local calls = 0
-  return function(ctx, attempt)
+  return function(_, attempt)
     calls = calls + 1
     if calls <= fails then
       return nil, weft.error("unavailable", "attempt %d: service unavailable",

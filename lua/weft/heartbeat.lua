@@ -29,7 +29,8 @@ end
 
 -- weft.heartbeat([interval]) -> heartbeat
 function M.heartbeat(interval)
-  if interval ~= nil and (type(interval) ~= "number" or interval <= 0) then
+  if interval ~= nil and (type(interval) ~= "number" or
+      interval ~= interval or interval <= 0) then
     argerror(1, "heartbeat", "positive number expected, got " ..
       (type(interval) == "number" and tostring(interval) or type(interval)))
   end

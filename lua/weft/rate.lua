@@ -41,14 +41,26 @@ function M.per(n, interval)
   return n / interval
 end
 
+-- Go measures durations in integer nanoseconds; so do these, so that a
+-- refill over 0.1 s at 10/s is one whole token although 0.3 - 0.2 is not
+-- 0.1 in floating point.
+local floor, ceil = math.floor, math.ceil
+
+local function ns(d) -- to whole nanoseconds, rounding
+  return floor(d * 1e9 + 0.5) / 1e9
+end
+
 local function duration_from_tokens(limit, tokens)
   if limit <= 0 then return huge end
-  return tokens / limit
+  local d = tokens / limit * 1e9
+  d = d >= 0 and floor(d) or ceil(d) -- Go's conversion truncates
+  return d / 1e9
 end
 
 local function tokens_from_duration(limit, d)
-  if limit <= 0 then return 0 end
-  return d * limit
+  -- Zero elapsed time refills nothing, even at rate.inf (inf * 0 is NaN).
+  if limit <= 0 or d <= 0 then return 0 end
+  return ns(d) * limit
 end
 
 --[[ Limiter ]]
@@ -293,7 +305,7 @@ function Reservation:cancel_at(t)
   tokens = tokens + restore
   if tokens > l.bur then tokens = l.bur end
   l.last, l.toks = t, tokens
-  if self.act == l.last_event then
+  if ns(self.act - l.last_event) == 0 then
     local prev = self.act + duration_from_tokens(self.limit, -self.tokens)
     if prev >= t then l.last_event = prev end
   end
@@ -419,7 +431,7 @@ function Multi:allow_at(t, n)
 end
 
 function Multi:allow(n)
-  return self:allow_at(now(), n)
+  return multi_reserve(self, now(), checkn(n, 1, "allow"), 0).ok
 end
 
 function Multi:reserve_at(t, n)
@@ -428,7 +440,7 @@ function Multi:reserve_at(t, n)
 end
 
 function Multi:reserve(n)
-  return self:reserve_at(now(), n)
+  return multi_reserve(self, now(), checkn(n, 1, "reserve"), huge)
 end
 
 -- multi:wait([n] [, ctx]) -> true | nil, err: wait on each limiter in turn,

@@ -22,8 +22,8 @@ end
 -- call fn(rctx, i) for replicas i = 1..n, each in a task, and return the
 -- first success (fn's results, then i). Replicas that lose are cancelled
 -- and awaited before it returns. With hedge = s, replica i+1 starts only
--- when no answer has come s seconds after replica i started (or replica i
--- failed). If every replica fails, err (kind "replicate") holds each
+-- when no answer has come s seconds after replica i started, or replica i
+-- failed. If every replica fails, err (kind "replicate") holds each
 -- replica's error in err.errors, by replica.
 function M.replicate(ctx, n, fn, opts)
   if getmetatable(ctx) ~= S.CtxMT then
@@ -48,8 +48,10 @@ function M.replicate(ctx, n, fn, opts)
   local answers = chan.chan(n)
   local tasks, errs = {}, {}
   local started, failed = 0, 0
+  local hedge_ch -- the hedge timer of the latest replica
   local function launch()
     started = started + 1
+    if hedge and started < n then hedge_ch = chan.after(hedge) end
     local i = started
     tasks[i] = S.spawn_hooked(me, function(c)
       local r = pack(fn(c, i))
@@ -75,7 +77,7 @@ function M.replicate(ctx, n, fn, opts)
   end
   while true do
     local cases = { { recv = answers } }
-    if started < n then cases[2] = { recv = chan.after(hedge) } end
+    if started < n then cases[2] = { recv = hedge_ch } end
     local k, a = select_(cases, ctx)
     if k == nil then -- ctx cancelled
       finish()
@@ -99,7 +101,8 @@ function M.replicate(ctx, n, fn, opts)
         e.errors = errs
         return nil, e
       end
-      if started < n and failed == started then launch() end
+      -- The latest replica failed: the next need not wait for the hedge.
+      if started < n and a.i == started then launch() end
     end
   end
 end

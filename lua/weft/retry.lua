@@ -42,7 +42,8 @@ local function options(opts, fname)
     attempts = option(opts, "attempts", fname,
       function(v) return v >= 1 and v % 1 == 0 end),
     min = option(opts, "min", fname, function(v) return v >= 0 end),
-    max = option(opts, "max", fname, function(v) return v >= 0 end),
+    max = opts.max == nil and math.max(DEFAULTS.max, opts.min or 0) or
+      option(opts, "max", fname, function(v) return v >= 0 end),
     factor = option(opts, "factor", fname, function(v) return v >= 1 end),
     jitter = option(opts, "jitter", fname,
       function(v) return v >= 0 and v <= 1 end),
@@ -74,9 +75,7 @@ end
 -- loop body is the attempt; break on success. Before each attempt after the
 -- first it waits out the backoff. The loop ends when the attempts run out,
 -- or when ctx is cancelled (then ctx:err() says so).
-function M.retry(ctx, opts)
-  checkctx(ctx, "retry")
-  local o = options(opts, "retry")
+local function attempts(ctx, o)
   local attempt = 0
   return function()
     if attempt >= o.attempts then return nil end
@@ -88,6 +87,11 @@ function M.retry(ctx, opts)
     end
     return attempt
   end
+end
+
+function M.retry(ctx, opts)
+  checkctx(ctx, "retry")
+  return attempts(ctx, options(opts, "retry"))
 end
 
 local function pack(...)
@@ -103,7 +107,7 @@ function M.retry_call(ctx, opts, fn)
   checkctx(ctx, "retry_call")
   if type(fn) ~= "function" then typeerror(3, "retry_call", "function", fn) end
   local last
-  for attempt in M.retry(ctx, opts) do
+  for attempt in attempts(ctx, options(opts, "retry_call")) do
     local r = pack(fn(ctx, attempt))
     if r[1] then return unpack(r, 1, r.n) end
     last = r[2]

@@ -21,7 +21,8 @@ local ctxmod = require "weft.ctx"
 local errors = require "weft.errors"
 local heartbeat = require "weft.heartbeat"
 
-local type, format, tostring = type, string.format, tostring
+local type, format, tostring, getmetatable = type, string.format, tostring,
+  getmetatable
 local huge = math.huge
 local select_ = require("weft.select").select
 local argerror, typeerror = S.argerror, S.typeerror
@@ -70,28 +71,36 @@ function M.steward(opts)
   local log = option(opts, "log", default_log,
     function(v) return type(v) == "function" end, "function")
 
-  -- The monitor: one task per steward, the ward's parent.
+  -- The monitor: one task per steward, the ward's parent. It selects on
+  -- its own ticker (it pulses while it waits), the ward's pulses, the
+  -- deadline for the next one and the ward's end; or, while it backs off
+  -- before a restart, on its ticker and the end of the backoff.
   local function monitor(ctx, hb)
     local me = S.R.cur
-    local gen               -- the current ward: {ctx, cancel, ended, hb, err}
+    local gen               -- the current ward: {cancel, ended, seen, err}
     local restarts = {}     -- times of recent restarts
     local last_failure
 
     local function start_ward()
       local wctx, cancel = ctxmod.with_cancel(ctx)
-      local g = { cancel = cancel, ended = chan.chan(), beat = chan.chan(1) }
+      local g = { cancel = cancel, ended = chan.chan(), seen = chan.chan(1) }
+      local seen = chan.states[g.seen]
       S.spawn_hooked(me, function(c)
         local ward_hb = ward(c, timeout / 2)
-        g.hb = ward_hb or false
-        g.beat:send(true, ctxmod.background()) -- started: hb is known
+        if ward_hb then
+          -- A relay that does nothing but wait for the ward's pulses, into
+          -- a buffer of one: a pulse is never lost while the monitor is
+          -- busy (ticking itself when the ward pulses, say).
+          S.go(function()
+            for _ in ward_hb:iter(c) do chan.try_send(seen, true) end
+          end)
+        end
       end, { n = 1, wctx }, wctx, function(_, err)
         g.err = err
         g.ended:close()
         return true -- the steward handles its ward's failures
       end, name)
       gen = g
-      -- Wait until the ward has said what its heartbeat is (or ended).
-      select_({ { recv = g.beat }, { recv = g.ended } }, ctxmod.background())
     end
 
     local function give_up()
@@ -104,10 +113,10 @@ function M.steward(opts)
       return nil, err
     end
 
-    -- restart(why) -> true, or false when the restart budget is spent.
-    local function restart(why)
+    -- spend(why) -> false when the restart budget is spent (OTP's restart
+    -- intensity: more than max_restarts within `within` seconds).
+    local function spend(why)
       last_failure = why
-      gen.cancel(why)
       local now = S.now()
       local kept = {}
       for _, t in ipairs(restarts) do
@@ -115,35 +124,35 @@ function M.steward(opts)
       end
       kept[#kept + 1] = now
       restarts = kept
-      if #restarts > max_restarts then return false end
-      local pause = type(backoff) == "function" and backoff(#restarts) or
-        backoff
-      if pause > 0 and not S.sleep(pause, ctx) then return true end
-      start_ward()
-      return true
+      return #restarts <= max_restarts
     end
 
     local ticks = hb:ticks()
     start_ward()
+    local deadline = chan.after(timeout)
+    local backing_off -- a weft.after channel while backing off
     while true do
-      local deadline = chan.after(timeout)
-      local why
-      while not why do
-        local i, v = select_({
-          { recv = ticks },
-          { recv = gen.hb or false },
-          { recv = deadline },
-          { recv = gen.ended },
-        }, ctx)
-        if i == nil then -- the steward's context is done: stop the ward
-          gen.cancel()
-          hb:close()
-          return true
-        elseif i == 1 then
-          hb:pulse()
-        elseif i == 2 then
-          if v == nil then gen.hb = false else break end -- a pulse
-        elseif i == 3 then
+      local i = select_({
+        { recv = ticks },
+        { recv = backing_off or gen.seen },
+        { recv = not backing_off and deadline },
+        { recv = not backing_off and gen.ended },
+      }, ctx)
+      if i == nil then -- the steward's context is done: stop the ward
+        gen.cancel()
+        hb:close()
+        return true
+      elseif i == 1 then
+        hb:pulse()
+      elseif i == 2 then
+        if backing_off then
+          backing_off = nil
+          start_ward()
+        end
+        deadline = chan.after(timeout) -- a pulse: the ward is alive
+      else
+        local why
+        if i == 3 then
           why = errors.new("unhealthy", format("%s missed its heartbeat " ..
             "for %g s", name, timeout))
           log(format("steward: %s unhealthy; restarting", name))
@@ -152,16 +161,31 @@ function M.steward(opts)
           log(format("steward: %s %s; restarting", name, gen.err and
             ("failed: " .. errors.describe(gen.err)) or "ended"))
         end
+        gen.cancel(why)
+        if not spend(why) then return give_up() end
+        local pause = type(backoff) == "function" and backoff(#restarts) or
+          backoff
+        if pause > 0 then
+          backing_off = chan.after(pause)
+        else
+          start_ward()
+          deadline = chan.after(timeout)
+        end
       end
-      if why and not restart(why) then return give_up() end
     end
   end
 
   return function(ctx, pulse_interval)
-    if ctx == nil then ctx = ctxmod.context() end
-    if type(pulse_interval) ~= "number" or pulse_interval <= 0 then
+    if ctx == nil then
+      ctx = ctxmod.context()
+    elseif getmetatable(ctx) ~= S.CtxMT then
+      typeerror(1, "start", "weft.ctx", ctx)
+    end
+    if type(pulse_interval) ~= "number" or pulse_interval ~= pulse_interval or
+        pulse_interval <= 0 then
       argerror(2, "start", "positive number expected, got " ..
-        tostring(pulse_interval))
+        (type(pulse_interval) == "number" and tostring(pulse_interval) or
+          type(pulse_interval)))
     end
     local hb = heartbeat.heartbeat(pulse_interval)
     local task = S.spawn_hooked(S.cur("steward"), monitor,

@@ -104,7 +104,11 @@ function Mutex:with(ctx, fn, ...)
     return self:with(nil, ctx, fn, ...)
   end
   if type(fn) ~= "function" then typeerror(2, "with", "function", fn) end
-  local ok, err = self:lock(ctx)
+  local err
+  err, ctx = cancelled(ctx, 1, "with")
+  if err then return nil, err end
+  local ok
+  ok, err = self:lock(ctx)
   if not ok then return nil, err end
   return finish_with(self, xpcall(fn, S.trap, ...))
 end
@@ -161,8 +165,9 @@ end
 -- context is done.
 function Sem:acquire(ctx, k)
   checkself(self, SemMT, "acquire")
-  if type(ctx) == "number" then ctx, k = nil, ctx end
-  k = checkweight(k, 2, "acquire")
+  local argk = 2
+  if type(ctx) == "number" then ctx, k, argk = nil, ctx, 1 end
+  k = checkweight(k, argk, "acquire")
   local err
   err, ctx = cancelled(ctx, 1, "acquire")
   if err then return nil, err end
@@ -245,8 +250,12 @@ end
 -- fence:wait([ctx]) -> true | nil, err
 function Fence:wait(ctx)
   checkself(self, FenceMT, "wait")
+  local err
+  err, ctx = cancelled(ctx, 1, "wait") -- level-triggered, released or not
+  if err then return nil, err end
   if self.open then return true end
-  local _, err = self.ch:recv(ctx)
+  local _
+  _, err = self.ch:recv(ctx)
   if err.kind == "closed" then return true end
   return nil, err
 end
@@ -311,7 +320,11 @@ function Locked:modify(ctx, fn)
   checkself(self, LockedMT, "modify")
   if type(ctx) == "function" and fn == nil then ctx, fn = nil, ctx end
   if type(fn) ~= "function" then typeerror(2, "modify", "function", fn) end
-  local ok, err = self.mu:lock(ctx)
+  local err
+  err, ctx = cancelled(ctx, 1, "modify")
+  if err then return nil, err end
+  local ok
+  ok, err = self.mu:lock(ctx)
   if not ok then return nil, err end
   return finish_modify(self, xpcall(fn, S.trap, self.state))
 end
