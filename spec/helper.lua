@@ -7,10 +7,10 @@ local H = {}
 
 -- H.task(fn) -> a busted test body that runs fn in a task of its own, so
 -- whatever it spawns is finished (structured lifetime) before the next test,
--- and fails if any task is still alive afterwards.
+-- and fails if any task is still alive afterwards (as weft.tasks() sees).
 function H.task(fn)
   return function()
-    local live_before = S.stats()
+    local live_before = #weft.tasks()
     local t = weft.spawn { name = "spec", fn = fn }
     local ok, err = t:join()
     if not ok and err ~= nil then
@@ -19,9 +19,10 @@ function H.task(fn)
       end
       error(tostring(err), 0)
     end
-    local live_after = S.stats()
+    local live_after = #weft.tasks()
     assert(live_after == live_before, ("%d task(s) left behind"):format(
       live_after - live_before))
+    assert(S.stats() == live_after, "weft.tasks() missed a task")
   end
 end
 
