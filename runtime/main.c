@@ -21,10 +21,14 @@
 static weft_runtime *signal_rt;
 static volatile sig_atomic_t interrupts;
 
+/* signal_rt is NULL while the prompt waits for input: there, Ctrl-C only
+** interrupts the read (fgets fails with EINTR) and must not cancel the
+** next command. */
 static void on_sigint(int sig) {
   (void)sig;
+  if (signal_rt == NULL) return;
   if (++interrupts >= 2) _exit(EXIT_INTERRUPTED);
-  if (signal_rt != NULL) weft_interrupt(signal_rt);
+  weft_interrupt(signal_rt);
 }
 
 static void on_sigquit(int sig) {
@@ -127,6 +131,7 @@ static int repl(weft_runtime *rt) {
   size_t len = 0;
   printf("weft %s (%s) -- Ctrl-D to leave\n", WEFT_VERSION_STRING,
          LUAJIT_VERSION);
+  signal_rt = NULL;
   for (;;) {
     fputs(len ? ">> " : "> ", stdout);
     fflush(stdout);
@@ -150,7 +155,9 @@ static int repl(weft_runtime *rt) {
     if (c < 0) continue;
     int rc = weft_spawn_string(rt, lua_tostring(L, -1), "=stdin");
     lua_pop(L, 1);
+    signal_rt = rt;
     if (rc == 0) rc = weft_run(rt);
+    signal_rt = NULL;
     if (rc != 0 && rc != WEFT_ETASK && rc != WEFT_EINTR)
       print_error(rt, weft_last_error(rt), NULL);
     interrupts = 0;

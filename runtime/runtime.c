@@ -17,6 +17,7 @@
 #include "internal.h"
 
 #define DEFAULT_BUDGET 4096
+#define MAX_WAIT_S (365.0 * 24 * 3600)
 
 const char weft__rt_key = 0;
 
@@ -77,6 +78,9 @@ static void arm_timer(weft_runtime *rt) {
     return;
   }
   double wait = next - weft__now(rt);
+  /* A double too large for uint64_t is undefined behaviour to convert (and
+  ** gave 0 on x86-64: a busy loop); a year is as good as forever here. */
+  if (wait > MAX_WAIT_S) wait = MAX_WAIT_S;
   uint64_t ms = wait <= 0 ? 0 : (uint64_t)ceil(wait * 1000.0);
   /* The loop's cached time may be stale after a long tick; a stale start
   ** would fire early and cost a spurious turn. */
@@ -169,7 +173,9 @@ int weft_run(weft_runtime *rt) {
 
 int weft_step(weft_runtime *rt, double budget_ms) {
   int rc, ready, live;
-  uint64_t end = uv_hrtime() + (uint64_t)(budget_ms > 0 ? budget_ms * 1e6 : 0);
+  if (!(budget_ms > 0)) budget_ms = 0; /* NaN too */
+  if (budget_ms > MAX_WAIT_S * 1e3) budget_ms = MAX_WAIT_S * 1e3;
+  uint64_t end = uv_hrtime() + (uint64_t)(budget_ms * 1e6);
   if (rt->running) return WEFT_EBUSY;
   rt->running = 1;
   for (;;) {

@@ -307,6 +307,27 @@ describe("the Lua module", function()
       assert.equal("unwound: canceled\nnil\tdeadlock\nagain\n", out)
     end))
 
+  it("review-4: a task abandoned after a deadlock is never resumed",
+    task(function()
+      local out, status = luajit([[
+        local weft = require "weft"
+        local ch = weft.chan()
+        local ok = weft.run(function()
+          weft.go(function()
+            local v = ch:recv(weft.background()) -- shielded: stays stuck
+            print("zombie woke up with", v)
+          end)
+        end)
+        print(ok)
+        print(weft.run(function()
+          local sent, err = ch:send("hello", weft.with_timeout(0.05))
+          return sent, err and err.kind
+        end))
+      ]])
+      assert.equal(0, status)
+      assert.equal("nil\nnil\tdeadline\n", out)
+    end))
+
   it("weft.run cannot be nested", task(function()
     local out = luajit([[
       local weft = require "weft"

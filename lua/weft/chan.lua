@@ -292,7 +292,12 @@ function R.after_fire(c, at)
   try_send(c, at)
   local period = c.period
   if period and not c.stopped then
-    c.timer = S.timer_start(at + period, c, c.clock or false)
+    local nxt = at + period
+    if nxt > at then
+      c.timer = S.timer_start(nxt, c, c.clock or false)
+    else
+      c.stopped = true -- a period too small to move the clock: no re-arm
+    end
   end
 end
 
@@ -324,7 +329,7 @@ function M.ticker(s)
   return u, function()
     if not c.stopped then
       c.stopped = true
-      S.timer_stop(c.timer)
+      S.timer_stop(c.timer, c)
     end
   end
 end

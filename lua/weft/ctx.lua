@@ -164,6 +164,9 @@ function M.scope(fn, opts)
     typeerror(2, "scope", "table", opts)
   end
   opts = opts or {}
+  -- The task's own node first: every context it makes must sit under it,
+  -- or task:cancel() would miss what it does inside this scope.
+  S.own_node(t)
   local parent = opts.ctx
   if parent == nil then
     parent = S.context(t)

@@ -150,11 +150,32 @@ function M.is(err, target)
   while err ~= nil and depth < 100 do
     if err == target then return true end
     if not is_error(err) then return false end
-    if err.kind == target then return true end
+    if err.kind == target or rawget(err, "original") == target then
+      return true
+    end
     err = err.cause
     depth = depth + 1
   end
   return false
+end
+
+-- with_others(err, others) -> err carrying the failures that came with it,
+-- as err.others (Lua has no error groups). A copy of err, same id and all,
+-- whose `original` is err: the error itself may be shared (a sentinel a
+-- function returns every time, a cancelled context's error) and must not
+-- collect every failure it was ever part of.
+function M.with_others(err, others)
+  if not is_error(err) then err = M.failed(err) end
+  local e = setmetatable({}, mt)
+  for k, v in pairs(err) do e[k] = v end
+  e.original = rawget(err, "original") or err
+  local o = {}
+  if rawget(err, "others") then
+    for i, v in ipairs(err.others) do o[i] = v end
+  end
+  for i = 1, #others do o[#o + 1] = others[i] end
+  e.others = o
+  return e
 end
 
 -- root(err) -> the innermost cause of err (err itself when it has none).

@@ -80,19 +80,11 @@ local function collect(holder, err)
 end
 
 -- result(holder) -> nil | err: the first error, the later ones on its
--- `others` (Lua has no error groups). A cancellation error is shared by
--- every task under the cancelled context, so it gets a copy of its own
--- rather than others written onto it for every group to see.
+-- `others` (on a copy: see errors.with_others).
 local function result(holder)
   local first, others = holder.first, holder.others
   if first == nil or others == nil then return first end
-  if errors.is_cancel(first) then
-    local e = errors.new(first.kind, first.message, first.cause)
-    e.traceback = first.traceback
-    first = e
-  end
-  first.others = others
-  return first
+  return errors.with_others(first, others)
 end
 
 local function limit_of(limit, argn, fname)
@@ -361,6 +353,11 @@ function Jobs:go(req, fn)
       self.sem:release()
       return false
     end
+  end
+  -- The owner may have finished while this waited for a slot.
+  if self.owner:done() then
+    if self.sem then self.sem:release() end
+    return false
   end
   self.live.n = self.live.n + 1
   S.spawn_hooked(self.owner, fn, { n = 1, self.root }, self.root,

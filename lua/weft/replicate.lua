@@ -46,7 +46,7 @@ function M.replicate(ctx, n, fn, opts)
   -- Each replica reports {i, ok, results or error}; capacity n, so no
   -- replica ever waits to report.
   local answers = chan.chan(n)
-  local tasks, errs = {}, {}
+  local tasks, errs, answered = {}, {}, {}
   local started, failed = 0, 0
   local hedge_ch -- the hedge timer of the latest replica
   local function launch()
@@ -85,24 +85,29 @@ function M.replicate(ctx, n, fn, opts)
     elseif k == 2 then
       launch() -- no answer within the hedge: one more replica
     else
-      local r = a.r
-      if r and r[1] then
-        finish()
-        local out = { unpack(r, 1, r.n) }
-        out[r.n + 1] = a.i
-        return unpack(out, 1, r.n + 1)
+      local ri, r = a.i, a.r
+      -- A replica's later word (a child of it failing after it answered)
+      -- is not a second answer.
+      if not answered[ri] then
+        answered[ri] = true
+        if r and r[1] then
+          finish()
+          local out = { unpack(r, 1, r.n) }
+          out[r.n + 1] = ri
+          return unpack(out, 1, r.n + 1)
+        end
+        failed = failed + 1
+        errs[ri] = a.err or errors.failed(r and r[2])
+        if failed == n then
+          finish()
+          local e = errors.new("replicate", format("all %d replicas failed",
+            n), errs[1])
+          e.errors = errs
+          return nil, e
+        end
+        -- The latest replica failed: the next need not wait for the hedge.
+        if started < n and ri == started then launch() end
       end
-      failed = failed + 1
-      errs[a.i] = a.err or errors.failed(r and r[2])
-      if failed == n then
-        finish()
-        local e = errors.new("replicate", format("all %d replicas failed", n),
-          errs[1])
-        e.errors = errs
-        return nil, e
-      end
-      -- The latest replica failed: the next need not wait for the hedge.
-      if started < n and a.i == started then launch() end
     end
   end
 end

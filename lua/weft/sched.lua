@@ -202,7 +202,11 @@ local function timer_start(deadline, target, clock)
 end
 S.timer_start = timer_start
 
-local function timer_stop(id)
+-- timer_stop(id, target): stop timer id if it still belongs to target (an
+-- id is reused once its timer fired or its bubble ended: the stale holder
+-- of an old id must not stop someone else's timer).
+local function timer_stop(id, target)
+  if tgt[id] ~= target then return end
   if id < 0 then
     vclock.del(-id)
     tgt[id] = nil
@@ -410,7 +414,7 @@ S.park = park
 function unpark(t)
   local w = t[T_WAIT]
   if type(w) == "number" then
-    timer_stop(w)
+    timer_stop(w, t)
   elseif getmetatable(w) == WaitqMT then
     w.dead = w.dead + 1
   elseif w ~= FOREVER then
@@ -511,15 +515,14 @@ local function node_new(parent, deadline)
 end
 S.node_new = node_new
 
--- node_cancel(c, err): cancel c and every node under it, waking every task
--- blocked under them with (nil, err). Idempotent: the first error stays.
-local function node_cancel(c, err)
-  if c.cerr then return end
+-- cancel_one(c, err, work): cancel node c alone, waking every task blocked
+-- under it with (nil, err); its children go on the work list.
+local function cancel_one(c, err, work)
   c.cerr = err
   local id = c.timer
   if id then
     c.timer = nil
-    timer_stop(id)
+    timer_stop(id, c)
   end
   local pn = c.parent.node
   if pn and pn.children then pn.children[c] = nil end
@@ -549,7 +552,20 @@ local function node_cancel(c, err)
   local ch = c.children
   if ch then
     c.children = nil
-    for k in pairs(ch) do node_cancel(k, err) end
+    for k in pairs(ch) do work[#work + 1] = k end
+  end
+end
+
+-- node_cancel(c, err): cancel c and every node under it. Idempotent: the
+-- first error stays. A work list, not recursion: a chain of ten thousand
+-- nested scopes must not overflow the stack half-way through.
+local function node_cancel(c, err)
+  if c.cerr then return end
+  local work = { c }
+  while #work > 0 do
+    local n = work[#work]
+    work[#work] = nil
+    if not n.cerr then cancel_one(n, err, work) end
   end
 end
 S.node_cancel = node_cancel
@@ -666,6 +682,9 @@ errors.wall = function() return c_wall(rt) end
 errors.tag = core.tag
 
 local function spawn(fn, parent, ctx, name, args)
+  if parent and parent[T_CTX] == false then
+    error("weft: cannot start a task under a finished one", 3)
+  end
   local id = next_id
   next_id = id + 1
   ntasks = ntasks + 1
@@ -858,11 +877,7 @@ local function final_error(x)
     others = others or {}
     table.insert(others, 1, child)
   end
-  if others and errors.is_error(own) then
-    local o = own.others or {}
-    for i = 1, #others do o[#o + 1] = others[i] end
-    own.others = o
-  end
+  if others then own = errors.with_others(own, others) end
   x.err = own
   return own
 end
@@ -888,6 +903,7 @@ local function done(t)
   while true do
     local x = t[T_X]
     local err, handled = nil, false
+    local tctx = t[T_CTX]
     retire(t)
     if x then
       local c = x.clock
@@ -914,6 +930,14 @@ local function done(t)
       return
     end
     local px = p[T_X]
+    local tn = tctx.node
+    if err ~= nil and not handled and errors.is_cancel(err) and tn and
+        tn.cerr then
+      -- Its own context was cancelled (its scope ended, it was cancelled):
+      -- that error is a consequence, not news, as Trio's Cancelled is
+      -- caught by the scope that caused it.
+      handled = true
+    end
     if err ~= nil and not handled then
       if x.raised or x.child_err ~= nil or (px and px.returned) then
         child_failed(p, t, err)
@@ -963,7 +987,7 @@ local function finish(t, fn, ok, ...)
   -- Errors children returned that nobody joined now fail this task.
   local held = x and x.held
   if held then
-    x.held = nil
+    x.held, x.nclaimed = nil, nil
     for i = 1, #held do
       local c = held[i]
       local cx = c[T_X]
@@ -1007,6 +1031,9 @@ local function body(t, fn, args)
     else
       finish(t, fn, true, fn())
     end
+    -- Keep nothing of the finished task alive while the coroutine waits in
+    -- the pool.
+    t, fn, args = nil, nil, nil -- luacheck: ignore 311
     t, fn, args = yield(FREE)
   end
 end
@@ -1095,6 +1122,34 @@ local function checktask(t, fname)
   end
 end
 
+-- claim(t): a joiner takes t's error: it no longer waits for the parent
+-- (the parent's held list is compacted as claims pile up, so a long-lived
+-- parent joining many failed children does not grow).
+local function claim(t)
+  local x = t[T_X]
+  if not (x and x.unclaimed) then return end
+  x.unclaimed = nil
+  local p = t[T_PARENT]
+  local px = p and p[T_X]
+  local held = px and px.held
+  if not held then return end
+  local n = (px.nclaimed or 0) + 1
+  if n * 2 <= #held then
+    px.nclaimed = n
+    return
+  end
+  local j = 0
+  for i = 1, #held do
+    local c = held[i]
+    held[i] = nil
+    if c[T_X].unclaimed then
+      j = j + 1
+      held[j] = c
+    end
+  end
+  px.nclaimed = 0
+end
+
 local function results(t)
   local x = t[T_X]
   if x then
@@ -1109,8 +1164,7 @@ end
 function Task.join(t, ctx)
   checktask(t, "join")
   if t[T_CTX] == false then
-    local x = t[T_X]
-    if x then x.unclaimed = nil end -- its error is handled here
+    claim(t) -- its error is handled here
     return results(t)
   end
   local me = cur("join")
@@ -1218,7 +1272,7 @@ end
 -- weft.yield([ctx]) -> true | nil, err: let every other ready task run once.
 function S.yield(ctx)
   local t = cur("yield")
-  local n = (ctx or t[T_CTX]).node
+  local n = wait_ctx(t, ctx, 1, "yield").node
   if n and n.cerr then return nil, n.cerr end
   return yield(YIELD) -- resumed with true
 end
@@ -1503,8 +1557,16 @@ end
 function S.abandon()
   for _, t in ipairs(all_tasks()) do
     if t[T_WAIT] ~= nil then
-      unpark(t) -- stops its timer, so nothing can resume it again
+      -- Off every queue and timer, its entries dead: nothing may resume it.
+      unpark(t)
       t[T_WAIT] = nil
+      t[T_SEQ] = t[T_SEQ] + 1
+      local x = t[T_X]
+      local c = x and x.wctx
+      if c then
+        x.wctx = nil
+        if c.node then c.node.blocked[t] = nil end
+      end
     end
     set_ctx(t, false)
   end
