@@ -39,6 +39,10 @@ int luaopen_weft(lua_State *L) {
   lua_pop(L, 1);
   *box = weft_attach(L, NULL, NULL);
   if (*box == NULL) return luaL_error(L, "weft: cannot create the runtime");
+  /* The runtime keeps the thread that required it: anchor it, so that it
+  ** outlives the runtime even when that was a coroutine. */
+  lua_pushthread(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "weft.thread");
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "loaded");
   lua_getfield(L, -1, "weft");

@@ -196,6 +196,25 @@ describe("cancellation wakes every blocked operation at once", function()
   end
 end)
 
+describe("cancellation order", function()
+  it("wakes the tasks blocked under a context in the order they joined it",
+    vtask(function()
+      local ctx, cancel = weft.with_cancel()
+      local order = {}
+      local ts = {}
+      for i = 1, 5 do
+        ts[i] = weft.spawn { ctx = ctx, fn = function()
+          weft.sleep(10)
+          order[#order + 1] = i
+        end }
+      end
+      weft.yield()
+      cancel()
+      for i = 1, 5 do ts[i]:join() end
+      assert.same({ 1, 2, 3, 4, 5 }, order)
+    end))
+end)
+
 describe("weft.scope", function()
   it("runs fn in the same task under a new context and returns its results",
     vtask(function()

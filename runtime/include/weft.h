@@ -61,9 +61,11 @@ typedef struct weft_config {
 ** or when the runtime's Lua modules fail to load. cfg may be NULL. */
 weft_runtime *weft_new(const weft_config *cfg);
 
-/* Create a runtime on an existing Lua state (the main thread of L's state
-** is used) and loop; loop may be NULL for a loop of its own. The state must
-** outlive the runtime; weft_free does not close it. */
+/* Create a runtime on an existing Lua state and loop; loop may be NULL for
+** a loop of its own. L should be the state's main thread (the runtime keeps
+** it for weft_run and weft_free); the state must outlive the runtime, and
+** weft_free does not close it. Do not call weft_free from a callback of the
+** host's loop. */
 weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
                           const weft_config *cfg);
 
