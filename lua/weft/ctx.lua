@@ -15,6 +15,7 @@ local type, getmetatable, setmetatable, format = type, getmetatable,
   setmetatable, string.format
 local select, unpack, xpcall, error = select, unpack, xpcall, error
 local typeerror, argerror = S.typeerror, S.argerror
+local checkmt = S.checkmt
 
 local M = {}
 
@@ -22,11 +23,6 @@ local SCOPE_END = errors.canceled(errors.new("finished", "scope finished"))
 
 local function pack(...)
   return { n = select("#", ...), ... }
-end
-
-local function checkctx(c, n, fname)
-  if getmetatable(c) ~= CtxMT then typeerror(n, fname, "weft.ctx", c, 3) end
-  return c
 end
 
 -- weft.context() -> the running task's context (background outside tasks).
@@ -43,7 +39,7 @@ end
 -- A parent may be omitted: the running task's context is used.
 local function parent_of(p, fname)
   if p == nil then return M.context() end
-  return checkctx(p, 1, fname)
+  return checkmt(p, CtxMT, 1, fname)
 end
 
 local function canceller(c)
@@ -92,14 +88,14 @@ end
 
 -- ctx:err() -> nil | err (kind "canceled" or "deadline")
 function Ctx:err()
-  checkctx(self, 1, "err")
+  checkmt(self, CtxMT, 1, "err")
   local n = self.node
   return n and n.cerr or nil
 end
 
 -- ctx:cause() -> nil | the cause given to cancel, else the error itself
 function Ctx:cause()
-  checkctx(self, 1, "cause")
+  checkmt(self, CtxMT, 1, "cause")
   local n = self.node
   local e = n and n.cerr
   if not e then return nil end
@@ -108,13 +104,13 @@ function Ctx:cause()
 end
 
 function Ctx:deadline()
-  checkctx(self, 1, "deadline")
+  checkmt(self, CtxMT, 1, "deadline")
   return self.dl
 end
 
 -- ctx:value(k) -> the value of the nearest with_value for k, or nil
 function Ctx:value(k)
-  checkctx(self, 1, "value")
+  checkmt(self, CtxMT, 1, "value")
   local c = self
   while c do
     if c.key == k and c.key ~= nil then return c.val end
@@ -126,7 +122,7 @@ end
 -- ctx:done() -> a channel closed when ctx is cancelled (never, for
 -- background), for select.
 function Ctx:done()
-  checkctx(self, 1, "done")
+  checkmt(self, CtxMT, 1, "done")
   local n = self.node
   if not n then
     local never = R.never

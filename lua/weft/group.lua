@@ -12,25 +12,12 @@ local ctxmod = require "weft.ctx"
 local errors = require "weft.errors"
 
 local wq_new, wq_pop, wake, wait_on = S.wq_new, S.wq_pop, S.wake, S.wait_on
-local type, getmetatable, setmetatable, error, format = type, getmetatable,
-  setmetatable, error, string.format
+local type, setmetatable, format = type, setmetatable, string.format
 local select, math_min = select, math.min
 local typeerror, argerror = S.typeerror, S.argerror
+local checkmt, CtxMT = S.checkmt, S.CtxMT
 
 local M = {}
-
-local function checkself(self, mt, fname)
-  if getmetatable(self) ~= mt then
-    error(format("bad argument #1 to '%s' (%s expected, got %s)", fname,
-      mt.__name, type(self)), 3)
-  end
-end
-
-local function checkctx(ctx, argn, fname)
-  if getmetatable(ctx) ~= S.CtxMT then
-    typeerror(argn, fname, "weft.ctx", ctx, 3)
-  end
-end
 
 -- A count of running tasks that others can wait to reach zero.
 local function counter(what)
@@ -113,7 +100,7 @@ function M.group(opts)
   opts = opts or {}
   local parent = opts.ctx
   if parent ~= nil then
-    checkctx(parent, 1, "group")
+    checkmt(parent, CtxMT, 1, "group")
   else
     parent = ctxmod.context()
   end
@@ -144,7 +131,7 @@ end
 -- (under the running task's context: nil, err if it is cancelled). fn fails
 -- by returning nil, err or by raising (a bug); the group takes the error.
 function Group:go(fn, ...)
-  checkself(self, GroupMT, "go")
+  checkmt(self, GroupMT, 1, "go")
   if type(fn) ~= "function" then typeerror(1, "go", "function", fn) end
   if self.sem then
     local ok, err = self.sem:acquire()
@@ -156,7 +143,7 @@ end
 -- group:try_go(fn, ...) -> true if a task was started, false when the limit
 -- is reached
 function Group:try_go(fn, ...)
-  checkself(self, GroupMT, "try_go")
+  checkmt(self, GroupMT, 1, "try_go")
   if type(fn) ~= "function" then typeerror(1, "try_go", "function", fn) end
   if self.sem and not self.sem:try_acquire() then return false end
   return start(self, fn, ...)
@@ -166,7 +153,7 @@ end
 -- cancel its context; returns the first error, later ones in err.others.
 -- If ctx is cancelled first, returns that error (the tasks go on).
 function Group:wait(ctx)
-  checkself(self, GroupMT, "wait")
+  checkmt(self, GroupMT, 1, "wait")
   local ok, err = counter_wait(self.live, ctx, "wait")
   if not ok then return err end
   self.cancel()
@@ -175,7 +162,7 @@ end
 
 -- group:context() -> the group's context
 function Group:context()
-  checkself(self, GroupMT, "context")
+  checkmt(self, GroupMT, 1, "context")
   return self.ctx
 end
 
@@ -210,8 +197,8 @@ end
 -- limiter:go(ctx, fn) -> true | false: run fn(ctx) in a task once a slot is
 -- free; false if ctx is done first, or the limiter is closed.
 function Limiter:go(ctx, fn)
-  checkself(self, LimiterMT, "go")
-  checkctx(ctx, 1, "go")
+  checkmt(self, LimiterMT, 1, "go")
+  checkmt(ctx, CtxMT, 1, "go")
   if type(fn) ~= "function" then typeerror(2, "go", "function", fn) end
   if self.closed then return false end
   if not self.sem:acquire(ctx) then return false end
@@ -227,7 +214,7 @@ end
 -- limiter:close([ctx]) -> true | nil, err: refuse new work and wait for the
 -- running tasks.
 function Limiter:close(ctx)
-  checkself(self, LimiterMT, "close")
+  checkmt(self, LimiterMT, 1, "close")
   self.closed = true
   return counter_wait(self.live, ctx, "close")
 end
@@ -265,8 +252,8 @@ end
 -- hi`), at most `concurrency` at a time. Returns the first error of fn, or
 -- the context's when it is cancelled (no new batch starts then).
 function Parallel:process(ctx, n, fn)
-  checkself(self, ParallelMT, "process")
-  checkctx(ctx, 1, "process")
+  checkmt(self, ParallelMT, 1, "process")
+  checkmt(ctx, CtxMT, 1, "process")
   if type(n) ~= "number" or n < 0 or n % 1 ~= 0 then
     argerror(2, "process", "non-negative integer expected, got " ..
       (type(n) == "number" and tostring(n) or type(n)))
@@ -316,7 +303,7 @@ local JobsMT = { __index = Jobs, __name = "weft.jobs" }
 
 -- weft.jobs(root_ctx [, {limit=}]) -> jobs
 function M.jobs(root, opts)
-  checkctx(root, 1, "jobs")
+  checkmt(root, CtxMT, 1, "jobs")
   if opts ~= nil and type(opts) ~= "table" then
     typeerror(2, "jobs", "table", opts)
   end
@@ -337,8 +324,8 @@ end
 -- background. False (and nothing runs) when the request's or the root's
 -- context is done, also while waiting for a slot under a limit.
 function Jobs:go(req, fn)
-  checkself(self, JobsMT, "go")
-  checkctx(req, 1, "go")
+  checkmt(self, JobsMT, 1, "go")
+  checkmt(req, CtxMT, 1, "go")
   if type(fn) ~= "function" then typeerror(2, "go", "function", fn) end
   if req:err() or self.root:err() or self.owner:done() then return false end
   if self.sem then
@@ -368,7 +355,7 @@ end
 -- jobs:wait([ctx]) -> nil | err: wait for every job; the first error, later
 -- ones in err.others.
 function Jobs:wait(ctx)
-  checkself(self, JobsMT, "wait")
+  checkmt(self, JobsMT, 1, "wait")
   local ok, err = counter_wait(self.live, ctx, "wait")
   if not ok then return err end
   return result(self)

@@ -10,22 +10,16 @@
 local S = require "weft.sched"
 local chan = require "weft.chan"
 
-local type, getmetatable, setmetatable, error, format = type, getmetatable,
-  setmetatable, error, string.format
+local type, setmetatable, error, format = type, setmetatable, error,
+  string.format
 local argerror = S.argerror
+local checkmt = S.checkmt
 
 local M = {}
 
 local Heartbeat = {}
 local HeartbeatMT = { __index = Heartbeat, __name = "weft.heartbeat" }
 M.HeartbeatMT = HeartbeatMT
-
-local function checkself(self, fname)
-  if getmetatable(self) ~= HeartbeatMT then
-    error(format("bad argument #1 to '%s' (weft.heartbeat expected, got %s)",
-      fname, type(self)), 3)
-  end
-end
 
 -- weft.heartbeat([interval]) -> heartbeat
 function M.heartbeat(interval)
@@ -43,14 +37,14 @@ end
 -- heartbeat:beats() -> the channel listeners receive pulses on; closed by
 -- heartbeat:close().
 function Heartbeat:beats()
-  checkself(self, "beats")
+  checkmt(self, HeartbeatMT, 1, "beats")
   return self.ch
 end
 
 -- heartbeat:ticks() -> the ticker channel to select on, for the interval
 -- form; receive from it, then pulse.
 function Heartbeat:ticks()
-  checkself(self, "ticks")
+  checkmt(self, HeartbeatMT, 1, "ticks")
   if not self.tick then
     error("ticks: this heartbeat has no interval (pulse per unit of work)", 2)
   end
@@ -60,7 +54,7 @@ end
 -- heartbeat:pulse() -> true if a listener (or the buffer) took it; never
 -- waits.
 function Heartbeat:pulse()
-  checkself(self, "pulse")
+  checkmt(self, HeartbeatMT, 1, "pulse")
   local c = chan.states[self.ch]
   if c.closed then return false end
   return chan.try_send(c, true) == true
@@ -68,7 +62,7 @@ end
 
 -- heartbeat:close(): no more pulses; listeners see the channel closed.
 function Heartbeat:close()
-  checkself(self, "close")
+  checkmt(self, HeartbeatMT, 1, "close")
   if self.stop_tick then self.stop_tick() end
   if not self.ch:closed() then self.ch:close() end
 end

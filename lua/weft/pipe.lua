@@ -11,16 +11,11 @@ local S = require "weft.sched"
 local chan = require "weft.chan"
 
 local go, chan_new, select_ = S.go, chan.chan, require("weft.select").select
-local type, getmetatable, select = type, getmetatable, select
+local type, select = type, select
 local typeerror = S.typeerror
+local checkmt, CtxMT = S.checkmt, S.CtxMT
 
 local M = {}
-
-local function checkctx(ctx, fname)
-  if getmetatable(ctx) ~= S.CtxMT then
-    typeerror(1, fname, "weft.ctx", ctx, 3)
-  end
-end
 
 local function checkchan(ch, argn, fname)
   if not chan.states[ch] then typeerror(argn, fname, "weft.chan", ch, 3) end
@@ -28,7 +23,7 @@ end
 
 -- generator(ctx, ...) -> ch: the values, then closed.
 function M.generator(ctx, ...)
-  checkctx(ctx, "generator")
+  checkmt(ctx, CtxMT, 1, "generator")
   local out = chan_new()
   local n = select("#", ...)
   local values = { ... }
@@ -43,7 +38,7 @@ end
 
 -- take(ctx, ch, n) -> ch: the first n values of ch (fewer if it closes).
 function M.take(ctx, ch, n)
-  checkctx(ctx, "take")
+  checkmt(ctx, CtxMT, 1, "take")
   checkchan(ch, 2, "take")
   if type(n) ~= "number" then typeerror(3, "take", "number", n) end
   local out = chan_new()
@@ -60,7 +55,7 @@ end
 -- or_done(ctx, ch) -> ch: the values of ch until it closes or ctx is
 -- cancelled, so a `for v in` loop over it stops either way.
 function M.or_done(ctx, ch)
-  checkctx(ctx, "or_done")
+  checkmt(ctx, CtxMT, 1, "or_done")
   checkchan(ch, 2, "or_done")
   local out = chan_new()
   go(function()
@@ -74,7 +69,7 @@ end
 
 -- tee(ctx, ch) -> a, b: every value of ch on both a and b.
 function M.tee(ctx, ch)
-  checkctx(ctx, "tee")
+  checkmt(ctx, CtxMT, 1, "tee")
   checkchan(ch, 2, "tee")
   local a, b = chan_new(), chan_new()
   go(function()
@@ -98,7 +93,7 @@ end
 -- bridge(ctx, chs) -> ch: the values of each channel that chs yields, in
 -- turn: one stream from a channel of channels.
 function M.bridge(ctx, chs)
-  checkctx(ctx, "bridge")
+  checkmt(ctx, CtxMT, 1, "bridge")
   checkchan(chs, 2, "bridge")
   local out = chan_new()
   go(function()
@@ -115,7 +110,7 @@ end
 -- merge(ctx, ...) -> ch: the values of all the channels, as they come (fan
 -- in); closed when all of them are.
 function M.merge(ctx, ...)
-  checkctx(ctx, "merge")
+  checkmt(ctx, CtxMT, 1, "merge")
   local n = select("#", ...)
   local ins = { ... }
   for i = 1, n do checkchan(ins[i], i + 1, "merge") end
@@ -141,7 +136,7 @@ end
 -- first_done(ctx, ...) -> ch: closed as soon as any of the channels closes
 -- (or yields a value), or ctx is cancelled: the book's or-channel.
 function M.first_done(ctx, ...)
-  checkctx(ctx, "first_done")
+  checkmt(ctx, CtxMT, 1, "first_done")
   local n = select("#", ...)
   local cases = {}
   for i = 1, n do

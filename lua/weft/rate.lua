@@ -13,11 +13,12 @@
 local S = require "weft.sched"
 local errors = require "weft.errors"
 
-local type, getmetatable, setmetatable, error, format = type, getmetatable,
-  setmetatable, error, string.format
+local type, getmetatable, setmetatable, format = type, getmetatable,
+  setmetatable, string.format
 local huge, select, sort = math.huge, select, table.sort
 local now = S.now
 local typeerror, argerror = S.typeerror, S.argerror
+local checkmt = S.checkmt
 
 local M = {}
 
@@ -99,13 +100,6 @@ local function checkt(t, fname)
   return t
 end
 
-local function checkself(self, fname)
-  if getmetatable(self) ~= LimiterMT then
-    error(format("bad argument #1 to '%s' (weft.rate.limiter expected, " ..
-      "got %s)", fname, type(self)), 3)
-  end
-end
-
 -- weft.rate.limiter(r, burst) -> limiter: r events per second, bursts of up
 -- to `burst`; the bucket starts full.
 function M.limiter(r, burst)
@@ -154,49 +148,49 @@ local function reserve(l, t, n, max_wait)
 end
 
 function Limiter:limit()
-  checkself(self, "limit")
+  checkmt(self, LimiterMT, 1, "limit")
   return self.lim
 end
 
 function Limiter:burst()
-  checkself(self, "burst")
+  checkmt(self, LimiterMT, 1, "burst")
   return self.bur
 end
 
 -- limiter:tokens_at(t) -> tokens available at t (may be negative: debt)
 function Limiter:tokens_at(t)
-  checkself(self, "tokens_at")
+  checkmt(self, LimiterMT, 1, "tokens_at")
   local _, tokens = advance(self, checkt(t, "tokens_at"))
   return tokens
 end
 
 function Limiter:tokens()
-  checkself(self, "tokens")
+  checkmt(self, LimiterMT, 1, "tokens")
   return self:tokens_at(now())
 end
 
 -- limiter:allow_at(t [, n]) -> true if n events may happen at t; nothing is
 -- consumed when not.
 function Limiter:allow_at(t, n)
-  checkself(self, "allow_at")
+  checkmt(self, LimiterMT, 1, "allow_at")
   return reserve(self, checkt(t, "allow_at"), checkn(n, 2, "allow_at"), 0).ok
 end
 
 function Limiter:allow(n)
-  checkself(self, "allow")
+  checkmt(self, LimiterMT, 1, "allow")
   return reserve(self, now(), checkn(n, 1, "allow"), 0).ok
 end
 
 -- limiter:reserve_at(t [, n]) -> reservation: always granted unless
 -- n > burst; its delay() says how long to wait before acting.
 function Limiter:reserve_at(t, n)
-  checkself(self, "reserve_at")
+  checkmt(self, LimiterMT, 1, "reserve_at")
   return reserve(self, checkt(t, "reserve_at"), checkn(n, 2, "reserve_at"),
     huge)
 end
 
 function Limiter:reserve(n)
-  checkself(self, "reserve")
+  checkmt(self, LimiterMT, 1, "reserve")
   return reserve(self, now(), checkn(n, 1, "reserve"), huge)
 end
 
@@ -204,7 +198,7 @@ end
 -- advance to t first, then change. Reservations already made keep the
 -- limit they were made with.
 function Limiter:set_limit_at(t, r)
-  checkself(self, "set_limit_at")
+  checkmt(self, LimiterMT, 1, "set_limit_at")
   checkt(t, "set_limit_at")
   checklimit(r, 2, "set_limit_at")
   local tokens
@@ -213,13 +207,13 @@ function Limiter:set_limit_at(t, r)
 end
 
 function Limiter:set_limit(r)
-  checkself(self, "set_limit")
+  checkmt(self, LimiterMT, 1, "set_limit")
   checklimit(r, 1, "set_limit")
   self:set_limit_at(now(), r)
 end
 
 function Limiter:set_burst_at(t, b)
-  checkself(self, "set_burst_at")
+  checkmt(self, LimiterMT, 1, "set_burst_at")
   checkt(t, "set_burst_at")
   checkburst(b, 2, "set_burst_at")
   local tokens
@@ -228,7 +222,7 @@ function Limiter:set_burst_at(t, b)
 end
 
 function Limiter:set_burst(b)
-  checkself(self, "set_burst")
+  checkmt(self, LimiterMT, 1, "set_burst")
   checkburst(b, 1, "set_burst")
   self:set_burst_at(now(), b)
 end
@@ -238,7 +232,7 @@ end
 -- or when the wait would end after ctx's deadline; on cancellation while
 -- waiting, the reservation is given back.
 function Limiter:wait(n, ctx)
-  checkself(self, "wait")
+  checkmt(self, LimiterMT, 1, "wait")
   if n ~= nil and type(n) ~= "number" then n, ctx = nil, n end
   n = checkn(n, 1, "wait")
   local t = S.cur("wait")

@@ -17,9 +17,9 @@
 
 local S = require "weft.sched"
 
-local type, getmetatable, select, unpack = type, getmetatable, select,
-  unpack
+local type, select, unpack = type, select, unpack
 local argerror, typeerror = S.argerror, S.typeerror
+local checkmt, CtxMT = S.checkmt, S.CtxMT
 
 local M = {}
 
@@ -65,12 +65,6 @@ function M.delay(o, i)
   return d
 end
 
-local function checkctx(ctx, fname)
-  if getmetatable(ctx) ~= S.CtxMT then
-    typeerror(1, fname, "weft.ctx", ctx, 3)
-  end
-end
-
 -- weft.retry(ctx [, opts]) -> iterator of attempt numbers 1, 2, ...: the
 -- loop body is the attempt; break on success. Before each attempt after the
 -- first it waits out the backoff. The loop ends when the attempts run out,
@@ -90,7 +84,7 @@ local function attempts(ctx, o)
 end
 
 function M.retry(ctx, opts)
-  checkctx(ctx, "retry")
+  checkmt(ctx, CtxMT, 1, "retry")
   return attempts(ctx, options(opts, "retry"))
 end
 
@@ -104,7 +98,7 @@ end
 -- error; when ctx is cancelled first, ctx's error. An error fn raises is a
 -- bug, not a failure to retry: it propagates.
 function M.retry_call(ctx, opts, fn)
-  checkctx(ctx, "retry_call")
+  checkmt(ctx, CtxMT, 1, "retry_call")
   if type(fn) ~= "function" then typeerror(3, "retry_call", "function", fn) end
   local last
   for attempt in attempts(ctx, options(opts, "retry_call")) do

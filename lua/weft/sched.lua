@@ -118,6 +118,14 @@ local function typeerror(n, fname, expected, v, level)
 end
 S.typeerror = typeerror
 
+-- checkmt(v, mt, argn, fname) -> v: raise a "bad argument" error naming
+-- mt.__name unless v has metatable mt; it blames the API function's caller.
+local function checkmt(v, mt, argn, fname)
+  if getmetatable(v) ~= mt then typeerror(argn, fname, mt.__name, v, 3) end
+  return v
+end
+S.checkmt = checkmt
+
 --[[ Run queue ]]
 -- Two arrays: wakes append to `fill`; tick runs `run` from run_i to run_n,
 -- then swaps. Indices restart at 1 on every swap, so both stay dense arrays.
@@ -1116,13 +1124,6 @@ end
 S.task_state = task_state
 
 
-local function checktask(t, fname)
-  if getmetatable(t) ~= TaskMT then
-    error(format("bad argument #1 to '%s' (weft.task expected, got %s)",
-      fname, type(t)), 3)
-  end
-end
-
 -- claim(t): a joiner takes t's error: it no longer waits for the parent
 -- (the parent's held list is compacted as claims pile up, so a long-lived
 -- parent joining many failed children does not grow).
@@ -1163,7 +1164,7 @@ end
 
 -- task:join([ctx]) -> results | true | nil, err
 function Task.join(t, ctx)
-  checktask(t, "join")
+  checkmt(t, TaskMT, 1, "join")
   if t[T_CTX] == false then
     claim(t) -- its error is handled here
     return results(t)
@@ -1197,7 +1198,7 @@ end
 -- and context it created. Its blocked waits return (nil, err), err.kind
 -- "canceled", err.cause = cause.
 function Task.cancel(t, cause)
-  checktask(t, "cancel")
+  checkmt(t, TaskMT, 1, "cancel")
   if t[T_CTX] == false then return end
   local err = errors.canceled(cause)
   local x = ext(t)
@@ -1219,18 +1220,18 @@ function Task.cancel(t, cause)
 end
 
 function Task.name(t)
-  checktask(t, "name")
+  checkmt(t, TaskMT, 1, "name")
   return task_name(t)
 end
 
 function Task.id(t)
-  checktask(t, "id")
+  checkmt(t, TaskMT, 1, "id")
   return t[T_ID]
 end
 
 -- task:done() -> true once the task and all its children have finished.
 function Task.done(t)
-  checktask(t, "done")
+  checkmt(t, TaskMT, 1, "done")
   return t[T_CTX] == false
 end
 

@@ -13,23 +13,17 @@ local R = S.R
 local wq_new, wq_pop, wq_head, wq_ready = S.wq_new, S.wq_pop, S.wq_head,
   S.wq_ready
 local wake, wait_on = S.wake, S.wait_on
-local type, getmetatable, setmetatable, error, format = type, getmetatable,
-  setmetatable, error, string.format
+local type, setmetatable, error, format = type, setmetatable, error,
+  string.format
 local select, xpcall = select, xpcall
 local typeerror, argerror = S.typeerror, S.argerror
+local checkmt = S.checkmt
 
 local M = {}
 local nobj = 0
 
 local function pack(...)
   return { n = select("#", ...), ... }
-end
-
-local function checkself(self, mt, fname)
-  if getmetatable(self) ~= mt then
-    error(format("bad argument #1 to '%s' (%s expected, got %s)", fname,
-      mt.__name, type(self)), 3)
-  end
 end
 
 -- cancelled(ctx, fname) -> err when the running task's wait would fail at
@@ -57,7 +51,7 @@ end
 
 -- mutex:lock([ctx]) -> true | nil, err
 function Mutex:lock(ctx)
-  checkself(self, MutexMT, "lock")
+  checkmt(self, MutexMT, 1, "lock")
   local err
   err, ctx = cancelled(ctx, 1, "lock")
   if err then return nil, err end
@@ -70,7 +64,7 @@ end
 
 -- mutex:try_lock() -> true if it took the mutex, without waiting
 function Mutex:try_lock()
-  checkself(self, MutexMT, "try_lock")
+  checkmt(self, MutexMT, 1, "try_lock")
   if self.locked then return false end
   self.locked = true
   return true
@@ -79,7 +73,7 @@ end
 -- mutex:unlock(): hand the mutex to the first waiter, or free it. Raises
 -- when it is not locked (as Go's fatal "unlock of unlocked mutex").
 function Mutex:unlock()
-  checkself(self, MutexMT, "unlock")
+  checkmt(self, MutexMT, 1, "unlock")
   if not self.locked then error("unlock of unlocked weft.mutex", 2) end
   local t = wq_pop(self.q)
   if t then
@@ -99,7 +93,7 @@ end
 -- holding the mutex; it is released even when fn raises (and the error is
 -- raised again).
 function Mutex:with(ctx, fn, ...)
-  checkself(self, MutexMT, "with")
+  checkmt(self, MutexMT, 1, "with")
   if type(ctx) == "function" then
     return self:with(nil, ctx, fn, ...)
   end
@@ -164,7 +158,7 @@ end
 -- units are free; a request larger than the semaphore waits until the
 -- context is done.
 function Sem:acquire(ctx, k)
-  checkself(self, SemMT, "acquire")
+  checkmt(self, SemMT, 1, "acquire")
   local argk = 2
   if type(ctx) == "number" then ctx, k, argk = nil, ctx, 1 end
   k = checkweight(k, argk, "acquire")
@@ -189,7 +183,7 @@ end
 -- semaphore:try_acquire([k]) -> true if it took k units without waiting
 -- (false when they are not free or others are waiting)
 function Sem:try_acquire(k)
-  checkself(self, SemMT, "try_acquire")
+  checkmt(self, SemMT, 1, "try_acquire")
   k = checkweight(k, 1, "try_acquire")
   if self.size - self.cur >= k and not wq_ready(self.q) then
     self.cur = self.cur + k
@@ -201,7 +195,7 @@ end
 -- semaphore:release([k]): give back k units (default 1). Raises when more
 -- are released than are held.
 function Sem:release(k)
-  checkself(self, SemMT, "release")
+  checkmt(self, SemMT, 1, "release")
   k = checkweight(k, 1, "release")
   if k > self.cur then
     error("weft.semaphore: released more than held", 2)
@@ -228,7 +222,7 @@ end
 
 -- fence:release(): open it; waiters go on. Idempotent.
 function Fence:release()
-  checkself(self, FenceMT, "release")
+  checkmt(self, FenceMT, 1, "release")
   if self.open then return end
   self.open = true
   self.ch:close()
@@ -237,19 +231,19 @@ end
 -- fence:released() -> a channel closed when the fence is released, for
 -- select
 function Fence:released()
-  checkself(self, FenceMT, "released")
+  checkmt(self, FenceMT, 1, "released")
   return self.ch
 end
 
 -- fence:is_released() -> boolean
 function Fence:is_released()
-  checkself(self, FenceMT, "is_released")
+  checkmt(self, FenceMT, 1, "is_released")
   return self.open
 end
 
 -- fence:wait([ctx]) -> true | nil, err
 function Fence:wait(ctx)
-  checkself(self, FenceMT, "wait")
+  checkmt(self, FenceMT, 1, "wait")
   local err
   err, ctx = cancelled(ctx, 1, "wait") -- level-triggered, released or not
   if err then return nil, err end
@@ -279,7 +273,7 @@ end
 -- context: (nil, err) if that is cancelled first). When fn raises, the error
 -- goes to the caller that ran it, and the once counts as done, as Go's.
 function Once:call(fn, ...)
-  checkself(self, OnceMT, "call")
+  checkmt(self, OnceMT, 1, "call")
   if type(fn) ~= "function" then typeerror(1, "call", "function", fn) end
   if self.started then return self.fence:wait() end
   self.started = true
@@ -291,7 +285,7 @@ end
 
 -- once:done() -> true once fn has run
 function Once:done()
-  checkself(self, OnceMT, "done")
+  checkmt(self, OnceMT, 1, "done")
   return self.fence.open
 end
 
@@ -317,7 +311,7 @@ end
 -- returns (nil, err) at once, without running fn. An error fn raises
 -- releases the lock and is returned (nil, err), as is one it returns.
 function Locked:modify(ctx, fn)
-  checkself(self, LockedMT, "modify")
+  checkmt(self, LockedMT, 1, "modify")
   if type(ctx) == "function" and fn == nil then ctx, fn = nil, ctx end
   if type(fn) ~= "function" then typeerror(2, "modify", "function", fn) end
   local err
