@@ -11,10 +11,18 @@
 -- Errors are made often (every closed channel's last receive makes one), so
 -- the costly parts are computed when read: the task's name and the time's
 -- text come from fields `_task` and `_t` through __index.
+--
+-- Turning an error into text is total: it never raises, whatever the value
+-- (a __tostring that raises or yields, a field of the wrong type), so that
+-- reporting a failure can neither crash the runtime nor lose the failure.
+-- User metamethods are called only under pcall, and fields are type-checked
+-- before use.
 
 local getmetatable, setmetatable = getmetatable, setmetatable
 local tostring, type, format, select = tostring, type, string.format, select
-local rawget, floor, date = rawget, math.floor, os.date
+local rawget, floor, date, pcall = rawget, math.floor, os.date, pcall
+local unpack, concat = unpack, table.concat
+local rawmeta = debug.getmetatable
 
 local M = {}
 local Error = {}
@@ -41,23 +49,29 @@ local function iso(t)
     floor((t - s) * 1000))
 end
 
+-- The computed fields are nil when what they come from is not what weft
+-- put there (an error made with setmetatable({}, mt), a field overwritten).
 function mt.__index(e, k)
   local m = Error[k]
   if m ~= nil then return m end
   if k == "time" then
-    return iso(rawget(e, "_t"))
+    local t = rawget(e, "_t")
+    -- Not NaN or infinite: os.date takes neither.
+    if type(t) == "number" and t - t == 0 then return iso(t) end
   elseif k == "task" then
     local t = rawget(e, "_task")
-    return t and M.task_name(t)
+    if type(t) == "table" then return M.task_name(t) end
   elseif k == "task_id" then
     local t = rawget(e, "_task")
-    return t and M.task_id(t)
+    if type(t) == "table" then return M.task_id(t) end
   end
   return nil
 end
 
+local describe
+
 function mt.__tostring(e)
-  return e.message
+  return describe(e)
 end
 
 -- make(kind, message, cause) -> err, stamped with time, task and log id.
@@ -74,15 +88,84 @@ local function is_error(v)
 end
 M.is_error = is_error
 
--- describe(v) -> a message for any raised or returned value.
-local function describe(v)
-  if type(v) == "string" then return v end
-  if is_error(v) then return v.message end
-  local vmt = getmetatable(v)
-  if vmt and vmt.__tostring then return tostring(v) end
-  return format("(error object is a %s value)", type(v))
+-- The depth to which describe follows what a failing __tostring raised
+-- (which may be another value whose __tostring fails).
+local MAX_DEPTH = 3
+
+-- display(v, depth) -> v's __tostring text, or nil and why there is none
+-- (the metamethod raised, yielded or returned a non-string). It never
+-- raises. NOTE: the metamethod runs where the report is made; where nothing
+-- can yield (the scheduler reporting a task that died), a __tostring that
+-- yields or waits fails, and that failure is the reason given.
+local function display(v, depth)
+  local ok, s = pcall(tostring, v)
+  if ok then
+    if type(s) == "string" then return s end
+    return nil, format("__tostring returned a %s value", type(s))
+  end
+  if type(s) ~= "string" then
+    if depth >= MAX_DEPTH then
+      s = format("(error object is a %s value)", type(s))
+    else
+      s = describe(s, depth + 1)
+    end
+  end
+  return nil, "__tostring failed: " .. s
+end
+
+-- describe(v) -> a message for any raised or returned value; never raises.
+function describe(v, depth)
+  local tv = type(v)
+  if tv == "string" then return v end
+  depth = depth or 1
+  if is_error(v) then
+    local m = rawget(v, "message")
+    if type(m) == "string" then return m end
+    if type(m) == "number" then return tostring(m) end
+    v, tv = m, type(m) -- a message someone replaced: describe that
+  end
+  local vmt = rawmeta(v)
+  if type(vmt) == "table" and rawget(vmt, "__tostring") ~= nil then
+    local s, why = display(v, depth)
+    if s then return s end
+    return "error object whose " .. why
+  end
+  return format("(error object is a %s value)", tv)
 end
 M.describe = describe
+
+-- text(v) -> tostring(v), or what can be said when its __tostring fails;
+-- never raises.
+local function text(v)
+  local tv = type(v)
+  if tv == "string" then return v end
+  if tv == "number" or tv == "nil" or tv == "boolean" then
+    return tostring(v)
+  end
+  local s, why = display(v, 1)
+  if s then return s end
+  return format("(%s value whose %s)", tv, why)
+end
+
+-- message(fmt, ...) -> the text of a message given as a format and its
+-- arguments; never raises. Arguments are made text first (string.format
+-- would call a __tostring itself, unprotected); a bad format keeps the
+-- format string and says why.
+local function message(fmt, ...)
+  local n = select("#", ...)
+  if n == 0 then return text(fmt) end
+  local args = { ... }
+  for i = 1, n do
+    local a = args[i]
+    local ta = type(a)
+    if ta ~= "string" and ta ~= "number" then args[i] = text(a) end
+  end
+  local ok, s = pcall(format, text(fmt), unpack(args, 1, n))
+  if ok then return s end
+  -- Under pcall, format's own errors name it '?'.
+  return format("%s (bad format: %s)", text(fmt),
+    (text(s):gsub("to '%?'", "to 'format'", 1)))
+end
 
 -- here(level) -> the traceback of the running thread from level on, level
 -- 1 being the caller of here.
@@ -104,7 +187,7 @@ function M.error(spec, ...)
     end
     local msg = spec.msg or spec.message
     if msg == nil then msg = kind end
-    e = make(kind, tostring(msg), spec.cause)
+    e = make(kind, text(msg), spec.cause)
     for k, v in pairs(spec) do
       if k ~= "kind" and k ~= "msg" and k ~= "message" and k ~= "cause" and
           rawget(e, k) == nil then
@@ -116,10 +199,8 @@ function M.error(spec, ...)
     local msg
     if fmt == nil then
       msg = spec
-    elseif select("#", ...) > 1 then
-      msg = format(fmt, select(2, ...))
     else
-      msg = tostring(fmt)
+      msg = message(...)
     end
     e = make(spec, msg, nil)
   else
@@ -131,14 +212,15 @@ function M.error(spec, ...)
 end
 
 -- err:wrap(fmt, ...) -> a new error of the same kind whose message is the
--- formatted text and whose cause is err: a layer of context.
+-- formatted text and whose cause is err: a layer of context. It is on the
+-- error path, so it never loses err: a bad format or an argument whose
+-- __tostring fails gives a message that says so instead of raising.
 function Error:wrap(fmt, ...)
   if not is_error(self) then
     error("bad argument #1 to 'wrap' (weft.error expected, got " ..
       type(self) .. ")", 2)
   end
-  local msg = select("#", ...) > 0 and format(fmt, ...) or tostring(fmt)
-  local e = make(self.kind, msg, self)
+  local e = make(self.kind, message(fmt, ...), self)
   e.traceback = here(2)
   return e
 end
@@ -170,8 +252,9 @@ function M.with_others(err, others)
   for k, v in pairs(err) do e[k] = v end
   e.original = rawget(err, "original") or err
   local o = {}
-  if rawget(err, "others") then
-    for i, v in ipairs(err.others) do o[i] = v end
+  local prev = rawget(err, "others")
+  if type(prev) == "table" then
+    for i, v in ipairs(prev) do o[i] = v end
   end
   for i = 1, #others do o[#o + 1] = others[i] end
   e.others = o
@@ -207,7 +290,8 @@ end
 
 -- capture(v, level) -> err: the error handler of scopes. A weft error gains
 -- the traceback of where it was raised (once); anything else becomes a bug
--- that keeps the raised value.
+-- that keeps the raised value. Never raises (it runs as an xpcall handler,
+-- where an error would replace the one being handled).
 function M.capture(v, level)
   level = (level or 1) + 1
   if is_error(v) then
@@ -243,17 +327,41 @@ function M.failed(v)
 end
 
 --[[ Reports ]]
+-- A report says what it can of any error: every field is read under pcall
+-- (time, task and task_id are computed by __index) and made text with
+-- text(), so a field of the wrong type or a failing __tostring shows as
+-- such in the report instead of raising from it.
+
+local function index_field(e, k)
+  return e[k]
+end
+
+-- index(e, k) -> e[k], or nil when reading it raises.
+local function index(e, k)
+  local ok, v = pcall(index_field, e, k)
+  if ok then return v end
+  return nil
+end
+
+-- field(e, k [, default]) -> e[k] as text, default when it is nil.
+local function field(e, k, default)
+  local v = index(e, k)
+  if v == nil then return default end
+  return text(v)
+end
 
 -- brief(err [, task]) -> the one line a user reads: "[ID] message" for a
 -- well-formed error; for a bug, "[ID] unexpected error in task "NAME" (a
 -- bug; please report it): message". task names the task when err does not.
 function M.brief(err, task)
   if not is_error(err) then err = M.failed(err) end
-  if err.kind == "bug" then
+  local id = field(err, "id", "?")
+  if rawget(err, "kind") == "bug" then
     return format('[%s] unexpected error in task "%s" (a bug; please ' ..
-      "report it): %s", err.id, err.task or task or "?", err.message)
+      "report it): %s", id, field(err, "task") or text(task or "?"),
+      describe(err))
   end
-  return format("[%s] %s", err.id, err.message)
+  return format("[%s] %s", id, describe(err))
 end
 
 -- layer(out, e, head, indent): one error of a chain; its first line starts
@@ -263,18 +371,24 @@ local function layer(out, e, head, indent)
     out[#out + 1] = head .. describe(e)
     return
   end
-  out[#out + 1] = format("%s[%s] %s %s: %s", head, e.id, e.time, e.kind,
-    e.message)
-  local task = e.task
+  out[#out + 1] = format("%s[%s] %s %s: %s", head, field(e, "id", "?"),
+    field(e, "time", "?"), field(e, "kind", "?"), describe(e))
+  local task = field(e, "task")
   if task then
-    out[#out + 1] = format('%s  in task "%s" (id %d)', indent, task,
-      e.task_id)
+    local id = index(e, "task_id")
+    -- %d only for an integer: it prints NaN and 1e300 as -2^63.
+    out[#out + 1] = format('%s  in task "%s" (id %s)', indent, task,
+      (type(id) == "number" and id % 1 == 0 and id > -2 ^ 53 and
+        id < 2 ^ 53) and format("%d", id) or text(id))
   end
-  if e.value ~= nil and type(e.value) ~= "string" then
-    out[#out + 1] = format("%s  value: %s", indent, describe(e.value))
+  local value = index(e, "value")
+  if value ~= nil and type(value) ~= "string" then
+    out[#out + 1] = format("%s  value: %s", indent, describe(value))
   end
-  if e.traceback and e.traceback ~= "" then
-    for line in e.traceback:gmatch("[^\n]+") do
+  local tb = index(e, "traceback")
+  if tb ~= nil and type(tb) ~= "string" then tb = text(tb) end
+  if tb and tb ~= "" then
+    for line in tb:gmatch("[^\n]+") do
       out[#out + 1] = indent .. "  " .. line
     end
   end
@@ -288,16 +402,16 @@ function M.record(err)
   local e, depth = err, 0
   while e ~= nil and depth < 32 do
     layer(out, e, depth == 0 and "" or "caused by: ", "")
-    e = is_error(e) and e.cause or nil
+    e = is_error(e) and rawget(e, "cause") or nil
     depth = depth + 1
   end
-  local others = is_error(err) and err.others
-  if others then
+  local others = is_error(err) and rawget(err, "others")
+  if type(others) == "table" then
     for i = 1, #others do
-      layer(out, others[i], "also failed: ", "")
+      layer(out, rawget(others, i), "also failed: ", "")
     end
   end
-  return table.concat(out, "\n")
+  return concat(out, "\n")
 end
 
 M.Error = Error

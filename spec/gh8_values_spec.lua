@@ -1,0 +1,186 @@
+-- gh-8, sections 5 and 7: reporting an error is total (no value can crash
+-- the runtime or lose the error), and times, limits and capacities are
+-- checked (NaN, a huge capacity, a restart loop that stops virtual time).
+local weft = require "weft"
+local H = require "spec.helper"
+local task = H.task
+
+-- A value whose __tostring raises `msg`.
+local function exploding(msg)
+  return setmetatable({}, { __tostring = function()
+    error(msg or "tostring exploded", 0)
+  end })
+end
+
+local function script(text)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- run(args, text) -> combined output and exit status of the weft command
+-- running the script `text`.
+local function run(args, text)
+  local path = script(text)
+  local out, status = H.sh(H.weft_bin .. " " .. args .. " " .. path ..
+    " 2>&1")
+  os.remove(path)
+  return out, status
+end
+
+describe("gh-8: reporting any error", function()
+  it("gh-8: a task raising a value whose __tostring raises is reported, " ..
+    "and the rest of main runs", task(function()
+      local out, status = run("", [[
+        weft.go(function()
+          error(setmetatable({}, { __tostring = function()
+            error("tostring exploded", 0)
+          end }))
+        end)
+        weft.yield()
+        print("rest of main ran")
+      ]])
+      assert.equal(1, status)
+      assert.is_truthy(out:find("rest of main ran\n", 1, true), out)
+      assert.matches('weft: %[%w+%-%d+%] unexpected error in task "[^"]+" ' ..
+        "%(a bug; please report it%): error object whose __tostring " ..
+        "failed: tostring exploded\n", out)
+    end))
+
+  it("gh-8: a task raising a value whose __tostring yields is reported, " ..
+    "and the rest of main runs", task(function()
+      local out, status = run("", [[
+        weft.go(function()
+          error(setmetatable({}, { __tostring = function()
+            coroutine.yield("from __tostring")
+            return "never"
+          end }))
+        end)
+        weft.yield()
+        print("rest of main ran")
+      ]])
+      assert.equal(1, status)
+      assert.is_truthy(out:find("rest of main ran\n", 1, true), out)
+      assert.matches("unexpected error in task [^\n]*: error object whose " ..
+        "__tostring failed: [^\n]+\n", out)
+    end))
+
+  it("gh-8: the full report of an error whose task_id is not a number " ..
+    "and whose value's __tostring raises", task(function()
+      local out, status = run("-v", [[
+        weft.go(function()
+          error(weft.error { kind = "io", msg = "disk full", task_id = "nope",
+            value = setmetatable({}, { __tostring = function()
+              error("tostring exploded", 0)
+            end }) })
+        end)
+        weft.yield()
+        print("rest of main ran")
+      ]])
+      assert.equal(1, status)
+      assert.is_truthy(out:find("rest of main ran\n", 1, true), out)
+      assert.matches("weft: %[%w+%-%d+%] disk full\n", out)
+      assert.matches('\n  in task "[^"]+" %(id nope%)\n', out)
+      assert.matches("\n  value: error object whose __tostring failed: " ..
+        "tostring exploded\n", out)
+      assert.not_matches("errors%.lua", out)
+    end))
+
+  it("gh-8: brief and record of errors with fields of the wrong type",
+    task(function()
+      local e = weft.error { kind = "io", msg = "disk full", task_id = "nope",
+        value = exploding() }
+      assert.matches("^%[%w+%-%d+%] disk full$", weft.errors.brief(e))
+      local record = weft.errors.record(e)
+      assert.matches('\n  in task "spec" %(id nope%)\n', record)
+      assert.matches("\n  value: error object whose __tostring failed: " ..
+        "tostring exploded\n", record)
+      e.traceback = { 1 }
+      assert.matches("\n  table: 0x%x+$", weft.errors.record(e))
+
+      -- Fields replaced after the error was made.
+      local f = weft.error("io", "disk full")
+      f.message = exploding()
+      f._t = "soon"
+      f._task = 5
+      f.others = 7
+      f.cause = exploding("cause exploded")
+      assert.equal("error object whose __tostring failed: tostring exploded",
+        tostring(f))
+      assert.is_nil(f.time)
+      assert.is_nil(f.task)
+      record = weft.errors.record(f)
+      assert.matches("^%[%w+%-%d+%] %? io: error object whose __tostring " ..
+        "failed: tostring exploded\n", record)
+      assert.matches("\ncaused by: error object whose __tostring failed: " ..
+        "cause exploded$", record)
+    end))
+
+  it("gh-8: brief of raised values whose __tostring fails in every way",
+    task(function()
+      local function brief(v)
+        return (weft.errors.brief(v):gsub("^%[%w+%-%d+%] ", ""))
+      end
+      assert.equal("error object whose __tostring failed: tostring exploded",
+        brief(exploding()))
+      -- What it raised has a failing __tostring too, and so on.
+      assert.equal("error object whose __tostring failed: error object " ..
+        "whose __tostring failed: error object whose __tostring failed: " ..
+        "(error object is a table value)",
+        brief(exploding(exploding(exploding(exploding())))))
+      assert.equal("error object whose __tostring returned a table value",
+        brief(setmetatable({}, { __tostring = function() return {} end })))
+      assert.equal("error object whose __tostring failed: " ..
+        "(error object is a nil value)",
+        brief(setmetatable({}, { __tostring = function() error() end })))
+    end))
+
+  it("gh-8: weft.error and err:wrap never raise on a bad message",
+    task(function()
+      local e = weft.error { kind = "k", msg = exploding() }
+      assert.equal("(table value whose __tostring failed: tostring exploded)",
+        e.message)
+      e = weft.error("k", "at %s", exploding())
+      assert.equal("at (table value whose __tostring failed: tostring " ..
+        "exploded)", e.message)
+      local w = e:wrap("loading %s", exploding())
+      assert.equal("loading (table value whose __tostring failed: " ..
+        "tostring exploded)", w.message)
+      assert.equal(e, w.cause)
+      w = e:wrap("port %d", "x")
+      assert.equal("port %d (bad format: bad argument #2 to 'format' " ..
+        "(number expected, got string))", w.message)
+      assert.equal(e, w.cause)
+      assert.equal("k", w.kind)
+      assert.equal("plain text", e:wrap("plain %s", "text").message)
+    end))
+
+  it("gh-8: a scope whose function raises such a value keeps the error",
+    task(function()
+      local v = exploding()
+      local ok, err = pcall(weft.scope, function() error(v) end)
+      assert.is_false(ok)
+      assert.is_true(weft.errors.is_error(err), tostring(err))
+      assert.equal("bug", err.kind)
+      assert.equal(v, err.value)
+      assert.equal("error object whose __tostring failed: tostring exploded",
+        err.message)
+      assert.matches("gh8_values_spec%.lua:%d+", err.traceback)
+    end))
+
+  it("gh-8: errors whose `others` is not a list are grouped", task(function()
+    local g = weft.group()
+    for i = 1, 2 do
+      g:go(function()
+        return nil, weft.error { kind = "k", msg = "m" .. i, others = 7 }
+      end)
+    end
+    local err = g:wait()
+    assert.equal("m1", err.message)
+    assert.equal(1, #err.others)
+    assert.equal("m2", err.others[1].message)
+    assert.matches("\nalso failed: [^\n]* k: m2", weft.errors.record(err))
+  end))
+end)
