@@ -5,6 +5,8 @@ local weft = require "weft"
 local H = require "spec.helper"
 local task = H.task
 
+local nan = 0 / 0
+
 -- A value whose __tostring raises `msg`.
 local function exploding(msg)
   return setmetatable({}, { __tostring = function()
@@ -28,6 +30,19 @@ local function run(args, text)
     " 2>&1")
   os.remove(path)
   return out, status
+end
+
+-- blame(fn, ...) -> the message fn(...) raised, which must name the line of
+-- its caller: this file's.
+local function blame(fn, ...)
+  local args = { n = select("#", ...), ... }
+  local ok, msg = pcall(function()
+    local r = fn(unpack(args, 1, args.n)) -- not a tail call: it is the caller
+    return r
+  end)
+  assert.is_false(ok, "accepted")
+  assert.matches("^[^\n]*gh8_values_spec%.lua:%d+: ", msg)
+  return (msg:gsub("^[^\n]-:%d+: ", "", 1))
 end
 
 describe("gh-8: reporting any error", function()
@@ -183,4 +198,52 @@ describe("gh-8: reporting any error", function()
     assert.equal("m2", err.others[1].message)
     assert.matches("\nalso failed: [^\n]* k: m2", weft.errors.record(err))
   end))
+end)
+
+describe("gh-8: NaN is no time, limit or duration", function()
+  it("gh-8: the rate limiter rejects NaN times, limits and counts",
+    task(function()
+      local rate = weft.rate
+      local l = rate.limiter(rate.every(3600), 1)
+      local m = rate.multi(rate.limiter(1, 1), rate.limiter(10, 1))
+      local r = l:reserve_at(0)
+      local mr = m:reserve_at(0)
+      local function nan_at(name, obj, fname)
+        assert.equal("bad argument #1 to '" .. (fname or name) ..
+          "' (number expected, got nan)", blame(obj[name], obj, nan))
+      end
+      for _, name in ipairs { "allow_at", "reserve_at", "tokens_at",
+          "set_limit_at", "set_burst_at" } do
+        nan_at(name, l)
+      end
+      for _, name in ipairs { "allow_at", "reserve_at", "tokens_at" } do
+        nan_at(name, m)
+      end
+      nan_at("delay_from", r)
+      nan_at("cancel_at", r)
+      nan_at("delay_from", mr)
+      nan_at("cancel_at", mr)
+      assert.equal("bad argument #1 to 'every' (number expected, got nan)",
+        blame(rate.every, nan))
+      assert.equal("bad argument #1 to 'per' (number expected, got nan)",
+        blame(rate.per, nan, 1))
+      assert.equal("bad argument #2 to 'per' (number expected, got nan)",
+        blame(rate.per, 1, nan))
+      assert.equal("bad argument #1 to 'limiter' (non-negative number " ..
+        "expected, got nan)", blame(rate.limiter, nan, 1))
+      assert.equal("bad argument #2 to 'limiter' (non-negative integer " ..
+        "expected, got nan)", blame(rate.limiter, 1, nan))
+      assert.equal("bad argument #1 to 'set_limit' (non-negative number " ..
+        "expected, got nan)", blame(l.set_limit, l, nan))
+      assert.equal("bad argument #2 to 'allow_at' (non-negative integer " ..
+        "expected, got nan)", blame(l.allow_at, l, 0, nan))
+
+      -- Not poisoned: after the NaN calls it still allows one an hour.
+      local allowed = 0
+      for i = 1, 1000 do
+        if l:allow_at(i) then allowed = allowed + 1 end
+      end
+      assert.equal(0, allowed) -- the one token went to reserve_at(0)
+      assert.is_true(l:allow_at(3600 + 1000))
+    end))
 end)

@@ -25,19 +25,28 @@ local M = {}
 local INF = huge -- rate.inf: a limit that allows every event
 M.inf = INF
 
+-- checknum(v, argn, fname [, level]) -> v: a number that is not NaN. NaN
+-- fails every comparison, so a NaN time or limit would pass every range
+-- check below and poison the bucket for good.
+local function checknum(v, argn, fname, level)
+  if type(v) ~= "number" or v ~= v then
+    argerror(argn, fname, "number expected, got " ..
+      (type(v) == "number" and "nan" or type(v)), (level or 2) + 1)
+  end
+  return v
+end
+
 -- every(seconds) -> the limit of one event per interval (<= 0: inf)
 function M.every(interval)
-  if type(interval) ~= "number" then
-    typeerror(1, "every", "number", interval)
-  end
+  checknum(interval, 1, "every")
   if interval <= 0 then return INF end
   return 1 / interval
 end
 
 -- per(n, seconds) -> the limit of n events per interval
 function M.per(n, interval)
-  if type(n) ~= "number" then typeerror(1, "per", "number", n) end
-  if type(interval) ~= "number" then typeerror(2, "per", "number", interval) end
+  checknum(n, 1, "per")
+  checknum(interval, 2, "per")
   if interval <= 0 then return INF end
   return n / interval
 end
@@ -96,7 +105,7 @@ local function checkn(n, argn, fname)
 end
 
 local function checkt(t, fname)
-  if type(t) ~= "number" then typeerror(1, fname, "number", t, 3) end
+  checknum(t, 1, fname, 3) -- not a tail call: it counts a frame
   return t
 end
 
@@ -274,6 +283,7 @@ end
 -- reservation:delay_from(t) -> seconds to wait from t before acting
 -- (math.huge when not ok)
 function Reservation:delay_from(t)
+  checkt(t, "delay_from")
   if not self.ok then return huge end
   local d = self.act - t
   if d < 0 then return 0 end
@@ -287,6 +297,7 @@ end
 -- reservation:cancel_at(t), cancel(): give the tokens back, as far as the
 -- reservations made after this one allow.
 function Reservation:cancel_at(t)
+  checkt(t, "cancel_at")
   if not self.ok then return end
   local l = self.l
   if self.limit == INF or self.tokens == 0 or self.act < t then return end
@@ -353,6 +364,7 @@ function Multi:burst()
 end
 
 function Multi:tokens_at(t)
+  checkt(t, "tokens_at")
   local m = huge
   for _, l in ipairs(self.ls) do
     local k = l:tokens_at(t)
@@ -375,6 +387,7 @@ function MultiRes:is_ok()
 end
 
 function MultiRes:delay_from(t)
+  checkt(t, "delay_from")
   if not self.ok then return huge end
   local d = 0
   for _, r in ipairs(self.rs) do
@@ -389,6 +402,7 @@ function MultiRes:delay()
 end
 
 function MultiRes:cancel_at(t)
+  checkt(t, "cancel_at")
   for _, r in ipairs(self.rs) do r:cancel_at(t) end
 end
 
