@@ -246,4 +246,26 @@ describe("gh-8: NaN is no time, limit or duration", function()
       assert.equal(0, allowed) -- the one token went to reserve_at(0)
       assert.is_true(l:allow_at(3600 + 1000))
     end))
+
+  it("gh-8: deadlines and scope timeouts reject NaN", task(function()
+    local bg = weft.background()
+    assert.equal("bad argument #1 to 'with_deadline' (number expected, " ..
+      "got nan)", blame(weft.with_deadline, nan))
+    assert.equal("bad argument #2 to 'with_deadline' (number expected, " ..
+      "got nan)", blame(weft.with_deadline, bg, nan))
+    assert.equal("bad argument #1 to 'with_timeout' (number expected, " ..
+      "got nan)", blame(weft.with_timeout, nan))
+    assert.equal("bad argument #2 to 'with_timeout' (number expected, " ..
+      "got nan)", blame(weft.with_timeout, bg, nan))
+    local ran = false
+    local function body() ran = true end
+    assert.equal("bad argument #2 to 'scope' (field 'timeout': number " ..
+      "expected, got nan)", blame(weft.scope, body, { timeout = nan }))
+    assert.equal("bad argument #2 to 'scope' (field 'deadline': number " ..
+      "expected, got nan)", blame(weft.scope, body, { deadline = nan }))
+    assert.equal("bad argument #2 to 'scope' (field 'deadline': number " ..
+      "expected, got string)",
+      blame(weft.scope, body, { timeout = 1, deadline = "x" }))
+    assert.is_false(ran)
+  end))
 end)

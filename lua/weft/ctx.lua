@@ -42,6 +42,17 @@ local function parent_of(p, fname)
   return checkmt(p, CtxMT, 1, fname)
 end
 
+-- checktime(v, argn, fname [, level]) -> v: a time or duration, a number
+-- that is not NaN (which would pass every comparison's "no" branch: a
+-- deadline that never comes, nor ever passes).
+local function checktime(v, argn, fname, level)
+  if type(v) ~= "number" or v ~= v then
+    argerror(argn, fname, "number expected, got " ..
+      (type(v) == "number" and "nan" or type(v)), (level or 2) + 1)
+  end
+  return v
+end
+
 local function canceller(c)
   return function(cause)
     node_cancel(c, errors.canceled(cause))
@@ -56,11 +67,12 @@ end
 
 -- weft.with_deadline([parent,] t) -> ctx, cancel([cause])
 function M.with_deadline(parent, t)
-  if t == nil and type(parent) == "number" then parent, t = nil, parent end
-  parent = parent_of(parent, "with_deadline")
-  if type(t) ~= "number" or t ~= t then
-    typeerror(2, "with_deadline", "number", t)
+  local argn = 2
+  if t == nil and type(parent) == "number" then
+    parent, t, argn = nil, parent, 1
   end
+  parent = parent_of(parent, "with_deadline")
+  checktime(t, argn, "with_deadline")
   local c = node_new(parent, t)
   node_deadline(c, t)
   return c, canceller(c)
@@ -68,11 +80,12 @@ end
 
 -- weft.with_timeout([parent,] seconds) -> ctx, cancel([cause])
 function M.with_timeout(parent, s)
-  if s == nil and type(parent) == "number" then parent, s = nil, parent end
-  parent = parent_of(parent, "with_timeout")
-  if type(s) ~= "number" or s ~= s then
-    typeerror(2, "with_timeout", "number", s)
+  local argn = 2
+  if s == nil and type(parent) == "number" then
+    parent, s, argn = nil, parent, 1
   end
+  parent = parent_of(parent, "with_timeout")
+  checktime(s, argn, "with_timeout")
   return M.with_deadline(parent, S.now() + s)
 end
 
@@ -150,6 +163,16 @@ function CtxMT.__tostring(c)
   return format("weft.ctx: %s (%s)", kind, state)
 end
 
+-- checkfield(v, name) -> v: scope's option `name`, a number that is not
+-- NaN; the error blames scope's caller.
+local function checkfield(v, name)
+  if type(v) ~= "number" or v ~= v then
+    argerror(2, "scope", format("field '%s': number expected, got %s", name,
+      type(v) == "number" and "nan" or type(v)), 3)
+  end
+  return v
+end
+
 -- weft.scope(fn [, opts]) -> fn's results: run fn(ctx) in the running task
 -- under a new cancel scope (opts.timeout / opts.dl / opts.ctx as the
 -- parent). The scope is cancelled when fn returns, as Go's `defer cancel()`.
@@ -171,16 +194,10 @@ function M.scope(fn, opts)
       type(parent))
   end
   local deadline = opts.deadline
+  if deadline ~= nil then checkfield(deadline, "deadline") end
   if opts.timeout ~= nil then
-    if type(opts.timeout) ~= "number" then
-      argerror(2, "scope", "field 'timeout': number expected, got " ..
-        type(opts.timeout))
-    end
-    local d = S.now() + opts.timeout
+    local d = S.now() + checkfield(opts.timeout, "timeout")
     if deadline == nil or d < deadline then deadline = d end
-  elseif deadline ~= nil and type(deadline) ~= "number" then
-    argerror(2, "scope", "field 'deadline': number expected, got " ..
-      type(deadline))
   end
   local c = node_new(parent, deadline)
   if deadline then node_deadline(c, deadline) end
