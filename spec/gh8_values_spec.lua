@@ -269,3 +269,30 @@ describe("gh-8: NaN is no time, limit or duration", function()
     assert.is_false(ran)
   end))
 end)
+
+describe("gh-8: channels", function()
+  it("gh-8: a capacity is an integer in [0, 2^31 - 1]", task(function()
+    for v, msg in pairs {
+      [1e300] = "capacity at most 2147483647 expected, got 1e+300",
+      [2 ^ 31] = "capacity at most 2147483647 expected, got 2147483648",
+      [math.huge] = "non-negative integer expected, got inf",
+      [-math.huge] = "non-negative integer expected, got -inf",
+      [1.5] = "non-negative integer expected, got 1.5",
+      [-1] = "non-negative integer expected, got -1",
+    } do
+      assert.equal("bad argument #1 to 'chan' (" .. msg .. ")",
+        blame(weft.chan, v))
+    end
+    assert.equal("bad argument #1 to 'chan' (non-negative integer " ..
+      "expected, got nan)", blame(weft.chan, nan))
+    assert.equal(2 ^ 31 - 1, weft.chan(2 ^ 31 - 1):cap())
+    assert.equal(0, weft.chan():cap())
+  end))
+
+  it("gh-8: weft.after rejects NaN", task(function()
+    assert.equal("bad argument #1 to 'after' (number expected, got nan)",
+      blame(weft.after, nan))
+    assert.equal("bad argument #1 to 'after' (number expected, got string)",
+      blame(weft.after, "1"))
+  end))
+end)

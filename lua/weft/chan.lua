@@ -12,7 +12,7 @@ local R = S.R
 local T_CTX = S.T_CTX
 local park, wake, wq_new, wq_push, wq_pop = S.park, S.wake, S.wq_new,
   S.wq_push, S.wq_pop
-local yield, WAIT = coroutine.yield, S.WAIT
+local wait, WAIT, refuse = S.wait, S.WAIT, S.refuse
 local CtxMT = S.CtxMT
 local type, getmetatable, error, format, newproxy = type, getmetatable, error,
   string.format, newproxy
@@ -47,12 +47,23 @@ local function new(cap)
 end
 R.chan_new = new
 
+-- The largest capacity: the buffer is a Lua table indexed 1..cap, and
+-- counts are shown with %d; beyond 2^31 - 1 a capacity is a mistake (1e300
+-- printed as cap -9223372036854775808).
+local MAX_CAP = 2 ^ 31 - 1
+M.MAX_CAP = MAX_CAP
+
+-- weft.chan([cap]) -> ch: cap, an integer in [0, 2^31 - 1], default 0.
 function M.chan(cap)
   if cap == nil then
     cap = 0
   elseif type(cap) ~= "number" or cap < 0 or cap % 1 ~= 0 then
+    -- NaN and infinities fail the last test: their remainder is NaN.
     argerror(1, "chan", "non-negative integer expected, got " ..
       (type(cap) == "number" and tostring(cap) or type(cap)))
+  elseif cap > MAX_CAP then
+    argerror(1, "chan", format("capacity at most %d expected, got %s",
+      MAX_CAP, tostring(cap)))
   end
   return new(cap)
 end
@@ -169,7 +180,7 @@ function methods.send(u, v, ctx)
     typeerror(2, "send", "weft.ctx", ctx)
   end
   local n = ctx.node
-  if n and n.cerr then return nil, n.cerr end
+  if n and n.cerr then return refuse(t, n) end
   if c.closed then error("send on closed channel", 2) end
   -- Inline try_send: this is the hot path of every producer.
   local q = c.rq
@@ -191,7 +202,7 @@ function methods.send(u, v, ctx)
   q = c.sq
   wq_push(q, t, 0, v)
   park(t, q, ctx)
-  local a, b = yield(WAIT)
+  local a, b = wait(WAIT, "ch:send")
   if a == SEND_CLOSED then error("send on closed channel", 2) end
   return a, b
 end
@@ -206,7 +217,7 @@ function methods.recv(u, ctx)
     typeerror(1, "recv", "weft.ctx", ctx)
   end
   local n = ctx.node
-  if n and n.cerr then return nil, n.cerr end
+  if n and n.cerr then return refuse(t, n) end
   local bn = c.bn
   if bn > 0 then
     -- Inline buf_take for the consumer's hot path.
@@ -239,7 +250,7 @@ function methods.recv(u, ctx)
   q = c.rq
   wq_push(q, t, 0, nil)
   park(t, q, ctx)
-  return yield(WAIT) -- a tail call: see wake in weft.sched
+  return wait(WAIT, "ch:recv") -- a tail call: see wake in weft.sched
 end
 
 -- ch:close(): closing twice raises, as in Go.
@@ -304,7 +315,10 @@ end
 -- weft.after(seconds) -> a channel that receives weft.now() once, after
 -- `seconds`.
 function M.after(s)
-  if type(s) ~= "number" or s ~= s then typeerror(1, "after", "number", s) end
+  if type(s) ~= "number" or s ~= s then
+    argerror(1, "after", "number expected, got " ..
+      (type(s) == "number" and "nan" or type(s)))
+  end
   local u = new(1)
   if s < math.huge then
     -- NOTE: the timer keeps the channel until it fires, as Go's time.After
