@@ -3,7 +3,7 @@
 -- checked (NaN, a huge capacity, a restart loop that stops virtual time).
 local weft = require "weft"
 local H = require "spec.helper"
-local task = H.task
+local task, vtask = H.task, H.vtask
 
 local nan = 0 / 0
 
@@ -295,4 +295,58 @@ describe("gh-8: channels", function()
     assert.equal("bad argument #1 to 'after' (number expected, got string)",
       blame(weft.after, "1"))
   end))
+end)
+
+describe("gh-8: a steward's restarts let time pass", function()
+  it("gh-8: a ward that returns at once does not stop the virtual clock",
+    vtask(function()
+      local ctx, cancel = weft.with_cancel()
+      local starts = {}
+      local st = weft.steward { name = "w", timeout = 1,
+        log = function() end, start = function()
+          starts[#starts + 1] = weft.now()
+          -- Before the fix, a loop that never let the clock move: end it,
+          -- so that the spec fails instead of hanging.
+          if #starts > 1000 then cancel() end
+        end }
+      local _, mon = st(ctx, 1)
+      weft.sleep(1)
+      cancel()
+      assert.is_true(mon:join())
+      assert.equal(1, weft.now())
+      -- The first start and a burst of 10 restarts at once; then 10 a
+      -- second.
+      assert.is_true(#starts <= 21, #starts .. " starts in 1 s")
+      assert.is_true(#starts >= 20, #starts .. " starts in 1 s")
+      for i = 1, 11 do assert.equal(0, starts[i]) end
+      for i = 12, #starts do
+        assert.near(0.1, starts[i] - starts[i - 1], 1e-9)
+      end
+    end))
+
+  it("gh-8: with a budget, a ward that returns at once is given up at " ..
+    "once", vtask(function()
+      local n = 0
+      local st = weft.steward { name = "w", timeout = 1, max_restarts = 3,
+        log = function() end, start = function() n = n + 1 end }
+      local _, mon = st(weft.context(), 1)
+      local ok, err = mon:join()
+      assert.is_nil(ok)
+      assert.equal("steward: gave up on w after 4 restarts in 60 s; " ..
+        "last failure: w ended", err.message)
+      assert.equal(4, n)
+      assert.equal(0, weft.now())
+    end))
+
+  it("gh-8: a backoff function returning NaN fails the steward",
+    vtask(function()
+      local st = weft.steward { name = "w", timeout = 1, max_restarts = 3,
+        log = function() end, backoff = function() return nan end,
+        start = function() end }
+      local _, mon = st(weft.context(), 1)
+      local ok, err = mon:join()
+      assert.is_nil(ok)
+      assert.equal("steward: backoff(1) returned nan (non-negative number " ..
+        "expected)", err.message)
+    end))
 end)

@@ -14,6 +14,15 @@
 -- weft.steward{...} returns a start function of the same shape, whose
 -- heartbeat pulses every pulse_interval while the steward runs, so a
 -- steward can be the ward of another.
+--
+-- Restarts are also throttled, whatever the budget: a burst of THROTTLE_BURST
+-- at once, then at most THROTTLE_RATE a second. A ward that ends the moment
+-- it starts would otherwise be restarted in a loop that never blocks: with
+-- unlimited restarts (the default) it spins forever, and under virtual time,
+-- which moves only when every task is blocked, the clock stops for good.
+-- Throttled, each restart beyond the burst waits, so time passes (systemd
+-- pauses 100 ms between restarts by default; OTP bounds them instead, which
+-- max_restarts does here).
 
 local S = require "weft.sched"
 local chan = require "weft.chan"
@@ -25,9 +34,13 @@ local type, format, tostring, getmetatable = type, string.format, tostring,
   getmetatable
 local huge = math.huge
 local select_ = require("weft.select").select
+local rate = require "weft.rate"
 local argerror, typeerror = S.argerror, S.typeerror
 
 local M = {}
+
+local THROTTLE_BURST, THROTTLE_RATE = 10, 10
+M.THROTTLE_BURST, M.THROTTLE_RATE = THROTTLE_BURST, THROTTLE_RATE
 
 local function option(opts, name, default, ok, what)
   local v = opts[name]
@@ -80,6 +93,7 @@ function M.steward(opts)
     local gen               -- the current ward: {cancel, ended, seen, err}
     local restarts = {}     -- times of recent restarts
     local last_failure
+    local throttle = rate.limiter(THROTTLE_RATE, THROTTLE_BURST)
 
     local function start_ward()
       local wctx, cancel = ctxmod.with_cancel(ctx)
@@ -163,8 +177,17 @@ function M.steward(opts)
         end
         gen.cancel(why)
         if not spend(why) then return give_up() end
-        local pause = type(backoff) == "function" and backoff(#restarts) or
-          backoff
+        local pause = backoff
+        if type(backoff) == "function" then
+          pause = backoff(#restarts)
+          if type(pause) ~= "number" or pause ~= pause or pause < 0 then
+            error(format("steward: backoff(%d) returned %s (non-negative " ..
+              "number expected)", #restarts, type(pause) == "number" and
+              tostring(pause) or type(pause)), 0)
+          end
+        end
+        local wait = throttle:reserve():delay()
+        if wait > pause then pause = wait end
         if pause > 0 then
           backing_off = chan.after(pause)
         else
