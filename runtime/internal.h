@@ -87,6 +87,9 @@ double weft__wall(weft_runtime *rt);
 /* preload.c: register the embedded Lua modules in package.preload. */
 void weft__preload(lua_State *L);
 
+/* wait.c: the loader of weft.wait, the scheduler's yield. */
+int weft__open_wait(lua_State *L);
+
 /* runtime.c */
 int weft__drive(weft_runtime *rt, lua_State *L);
 void weft__set_error(weft_runtime *rt, const char *msg);

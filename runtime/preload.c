@@ -1,7 +1,8 @@
 /*
 ** preload.c: the Lua side of weft (the files in lua/weft), compiled to LuaJIT
 ** bytecode at build time and registered in package.preload, so that the
-** binary and the module need no files beside them.
+** binary and the module need no files beside them. It also registers
+** weft.wait, the scheduler's C part (wait.c).
 **
 ** For development, WEFT_LUA_DIR=<dir> loads <dir>/weft/<name>.lua from
 ** source instead (so edits need no rebuild).
@@ -52,5 +53,8 @@ void weft__preload(lua_State *L) {
     lua_pushcclosure(L, load, 1);
     lua_setfield(L, -2, modules[i].name);
   }
+  /* The C part of the scheduler: see wait.c. */
+  lua_pushcfunction(L, weft__open_wait);
+  lua_setfield(L, -2, "weft.wait");
   lua_pop(L, 2);
 }

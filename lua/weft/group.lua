@@ -44,7 +44,7 @@ local function counter_wait(c, ctx, fname)
     -- Nothing to wait for, but a wait in a cancelled scope still fails.
     local t = S.cur(fname)
     local n = S.wait_ctx(t, ctx, 1, fname).node
-    if n and n.cerr then return nil, n.cerr end
+    if n and n.cerr then return S.refuse(t, n) end
     return true
   end
   return wait_on(c.q, nil, ctx, fname)

@@ -126,6 +126,29 @@ local function checkmt(v, mt, argn, fname)
 end
 S.checkmt = checkmt
 
+-- Our own frames are noise in a user's traceback.
+local function internal(src)
+  return src:find("weft/[%w_]+%.lua$") ~= nil or src == "=[C]"
+end
+
+-- user_where(level) -> where, ulevel: "file:line: " of the first frame
+-- from `level` up (1 is user_where's caller) that is neither weft's nor C's
+-- ("" if it has no line), and that frame's level, counted as the caller
+-- counts.
+local function user_where(level)
+  level = level + 1 -- counted from here
+  while true do
+    local info = getinfo(level, "Sl")
+    if not info then return "", level - 1 end
+    if not internal(info.source) and info.what ~= "C" then
+      local where = info.currentline > 0 and
+        format("%s:%d: ", info.short_src, info.currentline) or ""
+      return where, level - 1
+    end
+    level = level + 1
+  end
+end
+
 --[[ Run queue ]]
 -- Two arrays: wakes append to `fill`; tick runs `run` from run_i to run_n,
 -- then swaps. Indices restart at 1 on every swap, so both stay dense arrays.
@@ -431,6 +454,80 @@ function unpark(t)
 end
 S.unpark = unpark
 
+-- cancel_wait(t): drop t's registered wait without waking it: off every
+-- queue and timer, its entries dead, nothing may resume it for that wait.
+local function cancel_wait(t)
+  unpark(t)
+  t[T_WAIT] = nil
+  t[T_SEQ] = t[T_SEQ] + 1
+  local x = t[T_X]
+  local c = x and x.wctx
+  if c then
+    x.wctx = nil
+    if c.node then c.node.blocked[t] = nil end
+  end
+end
+
+-- The C functions that call Lua back, by what stands between a wait in
+-- such a callback and the scheduler. pcall and xpcall are not among them:
+-- LuaJIT yields across both (not across xpcall's error handler).
+local CALLBACKS = {
+  [table.sort] = "table.sort's comparator",
+  [string.gsub] = "string.gsub's replacement function",
+  [load] = "load's reader function",
+  [require] = "a module's top level while require loads it",
+  [dofile] = "dofile",
+  [loadstring] = "loadstring",
+}
+local pcall_fn, xpcall_fn = pcall, xpcall
+
+-- blame() -> where, culprit, finalizer: for a wait that could not yield,
+-- the position of the user's call ("file:line: "), what stands in the way,
+-- and whether that may be a finalizer (__gc), which must not raise (LuaJIT
+-- 2.1 can crash when a finalizer raises under compiled code).
+local function blame()
+  local where = user_where(4) -- 1 blame, 2 nowait, 3 the C wait
+  for l = 4, 300 do
+    local info = getinfo(l, "Snf")
+    if not info then break end
+    if info.name == "__gc" and info.namewhat == "metamethod" then
+      return where, "a __gc finalizer", true
+    end
+    local f = info.func
+    if info.what == "C" and f ~= pcall_fn and f ~= xpcall_fn then
+      local known = CALLBACKS[f]
+      if known then return where, known, false end
+      local outer = getinfo(l + 1, "f")
+      if outer and outer.func == xpcall_fn then
+        return where, "xpcall's error handler", false
+      end
+      return where, format("a function called by %s (a finalizer or a " ..
+        "callback)", info.name and "'" .. info.name .. "'" or "C"), true
+    end
+  end
+  return where, "a function called from C (a finalizer or a callback)", true
+end
+
+-- nowait(what) -> nil, err: the running task's wait could not yield (see
+-- runtime/wait.c). Undo its registration, so that no waker hands a value
+-- to a wait that is not there, and raise a clear error; in what may be a
+-- finalizer, return (nil, err) instead.
+local function nowait(what)
+  local t = R.cur
+  if t and t[T_WAIT] ~= nil then cancel_wait(t) end
+  local where, culprit, gc = blame()
+  local msg = format("%s: cannot wait inside %s (a C function is on the " ..
+    "stack, so the task cannot yield to the scheduler); wait outside it",
+    what or "weft", culprit)
+  if gc then return nil, errors.new("nowait", msg) end
+  error(where .. msg, 0)
+end
+
+-- wait(WAIT, what) -> the waker's values: yield a parked task to the
+-- trampoline; `what` names the blocking call for nowait.
+local wait = require("weft.wait")(nowait)
+S.wait = wait
+
 -- cur(fname) -> the running task; raises when not inside one.
 local function cur(fname)
   local t = R.cur
@@ -499,6 +596,8 @@ local function set_ctx(t, c)
 end
 S.set_ctx = set_ctx
 
+local own_node
+
 local function node_new(parent, deadline)
   local pd = parent.dl
   if deadline == nil or (pd and pd <= deadline) then deadline = pd end
@@ -563,6 +662,16 @@ local function cancel_one(c, err, work)
     c.children = nil
     for k in pairs(ch) do work[#work + 1] = k end
   end
+  -- Tasks started here under a context of their own (see adopt) are
+  -- cancelled with the scope that started them.
+  local ad = c.adopted
+  if ad then
+    c.adopted = nil
+    for t in pairs(ad) do
+      ext(t).adopter = nil
+      work[#work + 1] = own_node(t)
+    end
+  end
 end
 
 -- node_cancel(c, err): cancel c and every node under it. Idempotent: the
@@ -626,7 +735,7 @@ R.root_ctx = node_new(background)
 -- spawns, derives a context or is cancelled never pays for one. Everything
 -- that derives from a task's context calls this first, so the node is always
 -- the root of what the task creates and task:cancel() reaches all of it.
-local function own_node(t)
+function own_node(t)
   local x = ext(t)
   local n = x.node
   if not n then
@@ -637,6 +746,38 @@ local function own_node(t)
   return n
 end
 S.own_node = own_node
+
+-- under(c, n) -> true if context c is node n or derives from it.
+local function under(c, n)
+  local m = c.node
+  while m do
+    if m == n then return true end
+    m = m.parent.node
+  end
+  return false
+end
+
+-- adopt(t, n): task t was started in scope n under a context that does not
+-- derive from it (weft.spawn{ctx=}, a job's root context, background).
+-- Every task belongs to the tree, as in Trio: cancelling n still cancels
+-- t (cancel_one), so task:cancel() and Ctrl-C reach everything a task
+-- started. Clean-up that must outlive a cancellation waits under a
+-- context of its own choosing instead (a shield: ch:send(v, background)).
+local function adopt(t, n)
+  if n.cerr then
+    -- Started in a scope already cancelled: it starts cancelled.
+    local tn = own_node(t)
+    node_cancel(tn, n.cerr)
+    return
+  end
+  local ad = n.adopted
+  if not ad then
+    ad = {}
+    n.adopted = ad
+  end
+  ad[t] = true
+  ext(t).adopter = n
+end
 
 -- context(t) -> the task's current context, ready to derive from.
 local function context(t)
@@ -682,6 +823,30 @@ local function task_name(t)
 end
 S.task_name = task_name
 
+-- refuse(t, n) -> nil, err: a wait of t under the cancelled node n fails at
+-- once. A task that goes on waiting as its waits fail (`while true do
+-- weft.sleep(1) end` after Ctrl-C) would spin for ever: after REFUSALS
+-- refusals in a row, with no wait that parked in between (which bumps
+-- T_SEQ), it fails with an error that names it and its line.
+local REFUSALS = 10000
+local function refuse(t, n)
+  local x = ext(t)
+  local seq = t[T_SEQ]
+  if x.rseq ~= seq then
+    x.rseq, x.nrefused = seq, 1
+    return nil, n.cerr
+  end
+  local k = x.nrefused + 1
+  x.nrefused = k
+  if k < REFUSALS then return nil, n.cerr end
+  x.nrefused = 0
+  error(format("%stask %q ignores cancellation: it went on waiting after " ..
+    "%d waits in a row failed (%s); end the loop when a wait returns nil, " ..
+    "err, as in `while weft.sleep(1) do ... end`", user_where(2),
+    task_name(t), k, tostring(rawget(n.cerr, "message"))), 0)
+end
+S.refuse = refuse
+
 -- Errors are stamped with the running task, the wall clock and this
 -- runtime's tag (errors.lua cannot load before this module).
 errors.current = function() return R.cur end
@@ -716,14 +881,23 @@ local function spawn(fn, parent, ctx, name, args)
     nroots = nroots + 1
   end
   if name ~= nil then ext(t).name = name end
+  if parent and ctx ~= parent[T_CTX] then
+    local pn = context(parent).node
+    if pn and not under(ctx, pn) then adopt(t, pn) end
+  end
   push(t, args, nil)
   return t
 end
 
 -- weft.go(fn, ...) -> task
+local spawn_top
+
+-- Outside a task (a host's callback, a finalizer between tasks) it starts
+-- a top-level task, as weft.spawn does: neither raises there.
 function S.go(fn, ...)
-  local p = cur("go")
   if type(fn) ~= "function" then typeerror(1, "go", "function", fn) end
+  local p = R.cur
+  if not p then return S.spawn_root(fn, nil, ...) end
   local args
   local n = select("#", ...)
   if n > 0 then args = { n = n, ... } end
@@ -743,7 +917,7 @@ end
 
 -- weft.spawn{name=, fn=, args=, ctx=} -> task
 function S.spawn(opts)
-  local p = cur("spawn")
+  local p = R.cur
   if type(opts) ~= "table" then typeerror(1, "spawn", "table", opts) end
   local fn, name, args, ctx = opts.fn, opts.name, opts.args, opts.ctx
   if type(fn) ~= "function" then
@@ -759,12 +933,11 @@ function S.spawn(opts)
     local n = args.n or #args
     args = { n = n, unpack(args, 1, n) }
   end
-  if ctx == nil then
-    ctx = context(p)
-  elseif getmetatable(ctx) ~= CtxMT then
+  if ctx ~= nil and getmetatable(ctx) ~= CtxMT then
     argerror(1, "spawn", "field 'ctx': weft.ctx expected, got " .. type(ctx))
   end
-  return spawn(fn, p, ctx, name, args)
+  if not p then return spawn_top(fn, name, args, ctx) end
+  return spawn(fn, p, ctx or context(p), name, args)
 end
 
 -- spawn_root(fn, name, ...) -> task: a top-level task, under the root
@@ -808,16 +981,13 @@ end
 -- spawn_root(fn, name, ...) -> task: a top-level task, under the root
 -- context (what weft_spawn_* and weft.run start); in a bubble of its own
 -- when the runtime runs on virtual time (weft --virtual-time).
-function S.spawn_root(fn, name, ...)
+function spawn_top(fn, name, args, ctx)
   -- Once every task has finished, an interrupted runtime starts afresh.
   if nroots == 0 and R.root_ctx.cerr then
     R.root_ctx = node_new(background)
     R.interrupted = nil
   end
-  local n = select("#", ...)
-  local args
-  if n > 0 then args = { n = n, ... } end
-  local t = spawn(fn, nil, R.root_ctx, name, args)
+  local t = spawn(fn, nil, ctx or R.root_ctx, name, args)
   t[T_BORN] = c_now(rt) -- outside a tick, tick_time may be old
   if core.virtual_time or R.virtual_next then
     R.virtual_next = nil
@@ -825,6 +995,18 @@ function S.spawn_root(fn, name, ...)
   end
   return t
 end
+
+function S.spawn_root(fn, name, ...)
+  local n = select("#", ...)
+  local args
+  if n > 0 then args = { n = n, ... } end
+  return spawn_top(fn, name, args)
+end
+
+-- spawn_root_args(fn, name, args, ctx) -> task: as spawn_root, with the
+-- arguments packed ({n = , ...}) and an optional context (weft.spawn{ctx=}
+-- outside a task).
+S.spawn_root_args = spawn_top
 
 -- weft.virtual_time(fn, ...) -> fn's results | nil, err: run fn(...) as a
 -- task in a bubble of its own, on virtual time, and wait for it.
@@ -845,6 +1027,12 @@ end
 -- The task has finished: it has no context any more.
 local function retire(t)
   ntasks = ntasks - 1
+  local x = t[T_X]
+  local n = x and x.adopter
+  if n then
+    x.adopter = nil
+    if n.adopted then n.adopted[t] = nil end
+  end
   set_ctx(t, false)
 end
 
@@ -860,6 +1048,7 @@ local function child_failed(p, t, err)
     err._task = t
   end
   local px = ext(p)
+  ext(t).sent = err -- what a later join takes back (see retract)
   if px.child_err == nil then
     px.child_err = err
     local n = own_node(p)
@@ -1059,14 +1248,38 @@ S.body = body
 local co_resume, co_create, co_status = coroutine.resume, coroutine.create,
   coroutine.status
 
+-- Coroutines parked in a weft wait (their yield(WAIT) is being relayed),
+-- and every task's own coroutine: resuming either from user code would
+-- hand a forged value to a wait, so it raises instead, as resuming a
+-- running coroutine does.
+local waiting = setmetatable({}, { __mode = "k" })
+local task_cos = setmetatable({}, { __mode = "k" })
+
 local function relay(co, ok, s, ...)
   if ok and (s == WAIT or s == YIELD) and R.cur then
-    return relay(co, co_resume(co, yield(s)))
+    waiting[co] = true
+    -- If this yield cannot be made (a C function is on the stack), the
+    -- error leaves co marked: it is stuck in a wait nobody will end.
+    local a, b = wait(s, "coroutine.resume")
+    waiting[co] = nil
+    return relay(co, co_resume(co, a, b))
   end
   return ok, s, ...
 end
 
+local function check_resumable(co, level)
+  if waiting[co] then
+    error("cannot resume a coroutine that is waiting in weft (a task " ..
+      "blocked in it)", level + 1)
+  end
+  if task_cos[co] then
+    error("cannot resume a weft task's own coroutine (the scheduler " ..
+      "resumes it)", level + 1)
+  end
+end
+
 local function resume_relay(co, ...)
+  if waiting[co] or task_cos[co] then check_resumable(co, 2) end
   return relay(co, co_resume(co, ...))
 end
 
@@ -1081,13 +1294,23 @@ local function wrap_relay(fn)
     if co_status(co) == "dead" then
       error("cannot resume dead coroutine", 2)
     end
-    return wrap_results(resume_relay(co, ...))
+    if waiting[co] then check_resumable(co, 2) end
+    return wrap_results(relay(co, co_resume(co, ...)))
   end
+end
+
+-- dofile in Lua: the C one calls the chunk from C, where it cannot wait;
+-- this one calls it from Lua, so config and plugin files that block work.
+local function dofile_lua(path)
+  local f, err = loadfile(path)
+  if not f then error(err, 2) end
+  return f()
 end
 
 function S.install_coroutine_relay()
   coroutine.resume = resume_relay
   coroutine.wrap = wrap_relay
+  dofile = dofile_lua -- luacheck: ignore 121
 end
 
 local stack_traceback
@@ -1152,6 +1375,26 @@ local function claim(t)
   px.nclaimed = 0
 end
 
+-- retract(t): a joiner took t's error after it had gone up to t's parent
+-- (a raised error goes up at once): the parent no longer fails with it,
+-- so that one error is reported once. The parent's scope stays cancelled.
+local function retract(t)
+  local x = t[T_X]
+  local e = x and x.sent
+  if e == nil then return end
+  x.sent = nil
+  local px = t[T_PARENT][T_X]
+  local o = px.cothers
+  if px.child_err == e then
+    px.child_err = o and table.remove(o, 1)
+    if o and #o == 0 then px.cothers = nil end
+  elseif o then
+    for i = #o, 1, -1 do
+      if o[i] == e then table.remove(o, i) end
+    end
+  end
+end
+
 local function results(t)
   local x = t[T_X]
   if x then
@@ -1167,6 +1410,7 @@ function Task.join(t, ctx)
   checkmt(t, TaskMT, 1, "join")
   if t[T_CTX] == false then
     claim(t) -- its error is handled here
+    retract(t)
     return results(t)
   end
   local me = cur("join")
@@ -1180,7 +1424,7 @@ function Task.join(t, ctx)
   end
   ctx = wait_ctx(me, ctx, 1, "join")
   local n = ctx.node
-  if n and n.cerr then return nil, n.cerr end
+  if n and n.cerr then return refuse(me, n) end
   local x = ext(t)
   local q = x.joinq
   if not q then
@@ -1189,7 +1433,7 @@ function Task.join(t, ctx)
   end
   wq_push(q, me, 0, nil)
   park(me, q, ctx)
-  local a, b = yield(WAIT)
+  local a, b = wait(WAIT, "task:join")
   if a == nil then return nil, b end
   return results(t)
 end
@@ -1247,14 +1491,14 @@ function S.sleep(s, ctx)
   if type(s) ~= "number" or s ~= s then typeerror(1, "sleep", "number", s) end
   ctx = wait_ctx(t, ctx, 2, "sleep")
   local n = ctx.node
-  if n and n.cerr then return nil, n.cerr end
+  if n and n.cerr then return refuse(t, n) end
   if s == math.huge then
     park(t, FOREVER, ctx)
   else
     if s < 0 then s = 0 end
     park(t, timer_start(now() + s, t), ctx)
   end
-  return yield(WAIT) -- a tail call: see wake
+  return wait(WAIT, "weft.sleep") -- a tail call: see wake
 end
 
 -- wait_on(q, v, ctx, fname) -> a, b: park the running task on wait queue q
@@ -1265,18 +1509,18 @@ function S.wait_on(q, v, ctx, fname)
   local t = cur(fname)
   ctx = wait_ctx(t, ctx, 1, fname)
   local n = ctx.node
-  if n and n.cerr then return nil, n.cerr end
+  if n and n.cerr then return refuse(t, n) end
   wq_push(q, t, 0, v)
   park(t, q, ctx)
-  return yield(WAIT)
+  return wait(WAIT, fname)
 end
 
 -- weft.yield([ctx]) -> true | nil, err: let every other ready task run once.
 function S.yield(ctx)
   local t = cur("yield")
   local n = wait_ctx(t, ctx, 1, "yield").node
-  if n and n.cerr then return nil, n.cerr end
-  return yield(YIELD) -- resumed with true
+  if n and n.cerr then return refuse(t, n) end
+  return wait(YIELD, "weft.yield") -- resumed with true
 end
 
 function S.current()
@@ -1305,11 +1549,6 @@ local function describe_wait(t)
   return format("select over %d cases", #w)
 end
 S.describe_wait = describe_wait
-
--- Our own frames are noise in a user's traceback.
-local function internal(src)
-  return src:find("weft/[%w_]+%.lua$") ~= nil or src == "=[C]"
-end
 
 -- frame(co, level, what): debug.getinfo of a coroutine, or (co nil) of
 -- the running thread, counting level 1 as the caller of stack_traceback.
@@ -1490,6 +1729,7 @@ function S.tick(budget)
         npool = np - 1
       else
         c = create(body)
+        task_cos[c] = true
       end
       t[T_CO] = c
       ok, s = resume(c, t, co, a)
@@ -1558,18 +1798,7 @@ end
 -- cancellation); the garbage collector takes their coroutines.
 function S.abandon()
   for _, t in ipairs(all_tasks()) do
-    if t[T_WAIT] ~= nil then
-      -- Off every queue and timer, its entries dead: nothing may resume it.
-      unpark(t)
-      t[T_WAIT] = nil
-      t[T_SEQ] = t[T_SEQ] + 1
-      local x = t[T_X]
-      local c = x and x.wctx
-      if c then
-        x.wctx = nil
-        if c.node then c.node.blocked[t] = nil end
-      end
-    end
+    if t[T_WAIT] ~= nil then cancel_wait(t) end
     set_ctx(t, false)
   end
   ntasks, nroots = 0, 0

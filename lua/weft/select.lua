@@ -18,7 +18,7 @@ local R = S.R
 local states, try_send, try_recv = C.states, C.try_send, C.try_recv
 local CLOSED, SEND_CLOSED = C.CLOSED, C.SEND_CLOSED
 local park, wq_push, wq_ready = S.park, S.wq_push, S.wq_ready
-local yield, WAIT = coroutine.yield, S.WAIT
+local wait, WAIT = S.wait, S.WAIT
 local random = S.random
 local type, error, format = type, error, string.format
 local typeerror, argerror = S.typeerror, S.argerror
@@ -105,7 +105,7 @@ function M.select(cases, ctx)
   end
   if not default then
     local nd = ctx.node
-    if nd and nd.cerr then return nil, nd.cerr end
+    if nd and nd.cerr then return S.refuse(t, nd) end
   end
   if pick then
     local cs = cases[pick]
@@ -131,7 +131,7 @@ function M.select(cases, ctx)
     end
   end
   park(t, cases, ctx)
-  local k, v = yield(WAIT)
+  local k, v = wait(WAIT, "weft.select")
   if k == nil then return nil, v end
   for i = 1, n do
     if i ~= k then
