@@ -38,7 +38,8 @@ function M.replicate(ctx, n, fn, opts)
     typeerror(4, "replicate", "table", opts)
   end
   local hedge = opts and opts.hedge
-  if hedge ~= nil and (type(hedge) ~= "number" or hedge < 0) then
+  if hedge ~= nil and (type(hedge) ~= "number" or hedge ~= hedge or
+      hedge < 0) then
     argerror(4, "replicate", "field 'hedge': non-negative number expected")
   end
   local me = S.cur("replicate")

@@ -1318,9 +1318,10 @@ local stack_traceback
 -- A task's coroutine died with an error, or yielded something that is not
 -- ours: the task failed. Its coroutine is abandoned.
 local function broken(t, co, ok, v)
-  R.cur = t -- the error and finish belong to the task, as from body
   local fn = task_fn(t)
   local e
+  -- Described outside any task: a __tostring that the capture calls and
+  -- that waits must not park t, whose coroutine is dead.
   if ok then
     e = errors.new("bug", "coroutine.yield called in a task outside a " ..
       "coroutine of its own (use weft.yield)")
@@ -1328,6 +1329,7 @@ local function broken(t, co, ok, v)
     e = errors.capture_co(v, stack_traceback(co, 0))
   end
   if not rawget(e, "_task") then e._task = t end
+  R.cur = t -- finish belongs to the task, as from body
   finish(t, fn, false, e)
   R.cur = nil
 end
