@@ -21,7 +21,9 @@ static int box_gc(lua_State *L) {
 int luaopen_weft(lua_State *L);
 
 int luaopen_weft(lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&box_key);
+  /* Whoever made it (this module, or a host with weft_attach): the state
+  ** cannot have two. A box left by a failed attach is simply replaced. */
+  lua_pushlightuserdata(L, (void *)&weft__rt_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (!lua_isnil(L, -1))
     return luaL_error(L, "weft: this Lua state already has a runtime");

@@ -33,6 +33,15 @@ void weft__set_error(weft_runtime *rt, const char *msg) {
   rt->last_error = s;
 }
 
+/* The runtime attached to L, or NULL. */
+static weft_runtime *tort(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&weft__rt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  weft_runtime *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
+}
+
 /* Push weft.sched's function `name` below the nargs values on top. */
 static void push_sched_fn(weft_runtime *rt, lua_State *L, const char *name,
                           int nargs) {
@@ -237,14 +246,6 @@ static int call_post(lua_State *L) {
 ** The weft.core module: what the Lua side needs from C
 ** ====================================================================== */
 
-static weft_runtime *tort(lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&weft__rt_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  weft_runtime *rt = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return rt;
-}
-
 /* core.drain_posts(): run what weft_post queued, each protected. */
 static int lcore_drain_posts(lua_State *L) {
   weft_runtime *rt = tort(L);
@@ -331,6 +332,25 @@ static int luaopen_weft_core(lua_State *L) {
 ** Creating and freeing
 ** ====================================================================== */
 
+/* NOTE: LuaJIT's FFI cannot forget a declaration, and weft.sched declares
+** struct weft__api when it loads: in a state that had a runtime before
+** (weft_attach after weft_free), loading it again fails with "attempt to
+** redefine". Until weft.sched declares it only when it is missing, this
+** lets the declarations of such a second load through: they are already
+** there, from the same text. Called with the loader of "weft". */
+static const char reload_shim[] =
+    "local load = ...\n"
+    "local ffi = require 'ffi'\n"
+    "if not pcall(ffi.typeof, 'struct weft__api') then\n"
+    "  return load('weft')\n"
+    "end\n"
+    "local cdef = ffi.cdef\n"
+    "ffi.cdef = function(def) pcall(cdef, def) end\n"
+    "local ok, m = pcall(load, 'weft')\n"
+    "ffi.cdef = cdef\n"
+    "if not ok then error(m, 0) end\n"
+    "return m\n";
+
 /* Load the Lua side: weft.core, the embedded modules, then `weft` itself,
 ** whose value is left on the stack. */
 static int boot(lua_State *L) {
@@ -345,8 +365,9 @@ static int boot(lua_State *L) {
   lua_setfield(L, -2, "weft.core");
   /* Not require("weft"): when the module form is being required, "weft"
   ** is marked as loading and a nested require would fail. */
-  lua_getfield(L, -1, "weft");
-  lua_pushliteral(L, "weft");
+  if (luaL_loadbuffer(L, reload_shim, sizeof reload_shim - 1, "=weft") != 0)
+    lua_error(L);
+  lua_getfield(L, -2, "weft");
   lua_call(L, 1, 1);
   lua_getfield(L, -3, "loaded");
   lua_pushvalue(L, -2);
@@ -365,6 +386,10 @@ static int boot(lua_State *L) {
 
 static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
                           const weft_config *cfg) {
+  /* Two runtimes on one state would share its weft modules: each would
+  ** run the other's tasks, and the first freed would leave the other's
+  ** modules pointing at freed memory. */
+  if (L == NULL || tort(L) != NULL) return NULL;
   weft_runtime *rt = calloc(1, sizeof *rt);
   if (rt == NULL) return NULL;
   if (cfg) rt->cfg = *cfg;
@@ -457,6 +482,30 @@ static void on_close(uv_handle_t *h) {
   (void)h;
 }
 
+static int is_weft_module(const char *name) {
+  return strncmp(name, "weft", 4) == 0 && (name[4] == '\0' || name[4] == '.');
+}
+
+/* Forget the weft modules in package.loaded. They hold this runtime's
+** address: a runtime attached to the state later must load its own. */
+static void unload(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+      lua_pop(L, 1);
+      /* Clearing a field that exists is allowed during a traversal. */
+      if (lua_type(L, -1) == LUA_TSTRING &&
+          is_weft_module(lua_tostring(L, -1))) {
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
+      }
+    }
+  }
+  lua_pop(L, 1);
+}
+
 void weft_free(weft_runtime *rt) {
   if (rt == NULL) return;
   if (rt->owns_L) {
@@ -464,6 +513,7 @@ void weft_free(weft_runtime *rt) {
   } else {
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_tick);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_sched);
+    unload(rt->L);
     lua_pushlightuserdata(rt->L, (void *)&weft__rt_key);
     lua_pushnil(rt->L);
     lua_rawset(rt->L, LUA_REGISTRYINDEX);

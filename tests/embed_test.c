@@ -304,6 +304,49 @@ static void test_errors(void) {
   ASSERT(strcmp(weft_strerror(0), "success") == 0);
 }
 
+/* Read package.loaded[name] as a pointer, to tell module instances apart. */
+static const void *loaded(lua_State *L, const char *name) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, name);
+  const void *p = lua_topointer(L, -1);
+  lua_pop(L, 3);
+  return p;
+}
+
+/* gh-8: one runtime per state. A second attach would share the first's
+** modules (each running the other's tasks); one after weft_free found the
+** freed runtime's modules still loaded (heap-use-after-free). */
+static void test_attach_once_per_state(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  weft_runtime *rt = weft_attach(L, NULL, NULL);
+  ASSERT(rt != NULL);
+  ASSERT(weft_attach(L, NULL, NULL) == NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "require('weft').sleep(0.001) n = 1", "=a"),
+            0);
+  ASSERT_EQ(weft_run(rt), 0);
+  const void *sched = loaded(L, "weft.sched");
+  ASSERT(sched != NULL);
+  weft_free(rt);
+  ASSERT(loaded(L, "weft.sched") == NULL);
+  rt = weft_attach(L, NULL, NULL);
+  ASSERT(rt != NULL);
+  ASSERT(loaded(L, "weft.sched") != NULL);
+  ASSERT(loaded(L, "weft.sched") != sched);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "local w = require 'weft'\n"
+                              "local t0 = w.now(); w.sleep(0.001)\n"
+                              "n = n + 1; fresh = t0 < 1 and 1 or 0",
+                              "=b"),
+            0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "n"), 2);
+  ASSERT_EQ(global_int(rt, "fresh"), 1);
+  weft_free(rt);
+  lua_close(L);
+}
+
 int main(void) {
   test_run_script();
   test_syntax_error();
@@ -317,6 +360,7 @@ int main(void) {
   test_two_in_one_thread();
   test_attach();
   test_errors();
+  test_attach_once_per_state();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
     return 1;

@@ -65,7 +65,10 @@ weft_runtime *weft_new(const weft_config *cfg);
 ** a loop of its own. L should be the state's main thread (the runtime keeps
 ** it for weft_run and weft_free); the state must outlive the runtime, and
 ** weft_free does not close it. Do not call weft_free from a callback of the
-** host's loop. */
+** host's loop. A state has at most one runtime at a time: NULL when L
+** already has one (or is NULL), or as weft_new. After weft_free the state
+** may be attached again; what the old runtime's `weft` module returned must
+** not be used any more. */
 weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
                           const weft_config *cfg);
 
