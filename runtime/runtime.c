@@ -598,14 +598,20 @@ lua_State *weft_lua(weft_runtime *rt) {
   return rt->L;
 }
 
+/* Only codes libuv knows go to it: for others uv_strerror and uv_err_name
+** allocate a message that nobody frees. */
 const char *weft_strerror(int err) {
   switch (err) {
 #define XX(name, code, msg)                                                    \
   case code: return msg;
     WEFT_ERRNO_MAP(XX)
 #undef XX
+#define XX(code, msg)                                                          \
+  case UV_##code: return msg;
+    UV_ERRNO_MAP(XX)
+#undef XX
   case 0: return "success";
-  default: return uv_strerror(err);
+  default: return "unknown error";
   }
 }
 
@@ -615,7 +621,11 @@ const char *weft_err_name(int err) {
   case code: return "WEFT_" #name;
     WEFT_ERRNO_MAP(XX)
 #undef XX
+#define XX(code, _)                                                            \
+  case UV_##code: return #code;
+    UV_ERRNO_MAP(XX)
+#undef XX
   case 0: return "WEFT_OK";
-  default: return uv_err_name(err);
+  default: return "UNKNOWN";
   }
 }

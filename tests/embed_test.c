@@ -304,6 +304,18 @@ static void test_errors(void) {
   ASSERT(strcmp(weft_strerror(0), "success") == 0);
 }
 
+/* gh-8: libuv's text for a code it does not know is allocated anew on each
+** call, and never freed. weft's is one static string. */
+static void test_errors_unknown_code(void) {
+  const char *msg = weft_strerror(12345), *name = weft_err_name(12345);
+  ASSERT(strcmp(msg, "unknown error") == 0);
+  ASSERT(strcmp(name, "UNKNOWN") == 0);
+  for (int i = 0; i < 2000; i++) {
+    ASSERT(weft_strerror(12345 + i) == msg);
+    ASSERT(weft_err_name(-12345 - i) == name);
+  }
+}
+
 /* Read package.loaded[name] as a pointer, to tell module instances apart. */
 static const void *loaded(lua_State *L, const char *name) {
   lua_getglobal(L, "package");
@@ -360,6 +372,7 @@ int main(void) {
   test_two_in_one_thread();
   test_attach();
   test_errors();
+  test_errors_unknown_code();
   test_attach_once_per_state();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);

@@ -115,6 +115,8 @@ const char *weft_last_error(weft_runtime *rt);
 /* The Lua state the runtime runs in. */
 lua_State *weft_lua(weft_runtime *rt);
 
+/* The message and the name of a weft or libuv code: static strings, with a
+** fixed text for a code neither knows ("unknown error", "UNKNOWN"). */
 const char *weft_strerror(int err);
 const char *weft_err_name(int err);
 
