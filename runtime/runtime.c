@@ -145,8 +145,9 @@ static int outcome(weft_runtime *rt, lua_State *L) {
   return rc;
 }
 
-/* Drive the loop until no task is left, running ticks on thread L. */
-int weft__drive(weft_runtime *rt, lua_State *L) {
+/* Drive the loop until no task is left, running ticks on thread L. With
+** report 0 the failures of top-level tasks are left to the caller. */
+static int drive(weft_runtime *rt, lua_State *L, int report) {
   int rc, ready, live;
   if (rt->running) return WEFT_EBUSY;
   rt->running = 1;
@@ -155,7 +156,7 @@ int weft__drive(weft_runtime *rt, lua_State *L) {
     if (rc != 0) break;
     if (live == 0) {
       uv_timer_stop(&rt->timer);
-      rc = outcome(rt, L);
+      rc = report ? outcome(rt, L) : 0;
       break;
     }
     if (ready > 0) {
@@ -176,12 +177,78 @@ int weft__drive(weft_runtime *rt, lua_State *L) {
   return rc;
 }
 
+int weft__drive(weft_runtime *rt, lua_State *L) {
+  return drive(rt, L, 1);
+}
+
+/* Call sched's function `name` with no arguments and no results. */
+static void call_sched(weft_runtime *rt, lua_State *L, const char *name) {
+  push_sched_fn(rt, L, name, 0);
+  lua_call(L, 0, 0);
+}
+
+/* Cancel the root context with a "deadlock" error whose message is the
+** report, after dropping the failures seen so far (the report covers
+** them). Run by lua_cpcall, with the runtime as its argument. */
+static int cancel_stuck(lua_State *L) {
+  weft_runtime *rt = lua_touserdata(L, 1);
+  call_sched(rt, L, "take_failures");
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, "weft.errors");
+  lua_getfield(L, -1, "new");
+  lua_pushliteral(L, "deadlock");
+  lua_pushstring(L, weft_last_error(rt));
+  lua_call(L, 2, 1);
+  push_sched_fn(rt, L, "cancel_root", 1);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/* Forget the tasks that blocked again, and the failures of the unwinding.
+** Run by lua_cpcall, with the runtime as its argument. */
+static int abandon_stuck(lua_State *L) {
+  weft_runtime *rt = lua_touserdata(L, 1);
+  call_sched(rt, L, "abandon");
+  call_sched(rt, L, "take_failures");
+  return 0;
+}
+
+static int drop_failures(lua_State *L) {
+  call_sched(lua_touserdata(L, 1), L, "take_failures");
+  return 0;
+}
+
+/*
+** After a deadlock, do what weft.run does, so that the next script does not
+** find the stuck tasks (and the deadlock) again: cancel them, with the
+** deadlock as the cause, and drive them to their end, so that they unwind
+** and clean up; drop those that block again. What the unwinding tasks fail
+** with is a consequence of the deadlock, which was reported: it is not
+** reported again. The deadlock report stays the last error.
+*/
+static void unstick(weft_runtime *rt, lua_State *L) {
+  char *report = rt->last_error;
+  int rc = lua_cpcall(L, cancel_stuck, rt);
+  rt->last_error = NULL;
+  if (rc != 0) goto done;
+  rc = drive(rt, L, 0);
+  rc = lua_cpcall(L, rc == WEFT_EDEADLK ? abandon_stuck : drop_failures, rt);
+done:
+  if (rc != 0) lua_pop(L, 1); /* an error in the scheduler: keep the report */
+  free(rt->last_error);
+  rt->last_error = report;
+}
+
 int weft_run(weft_runtime *rt) {
-  return weft__drive(rt, rt->L);
+  if (rt == NULL) return WEFT_EINVAL;
+  int rc = drive(rt, rt->L, 1);
+  if (rc == WEFT_EDEADLK) unstick(rt, rt->L);
+  return rc;
 }
 
 int weft_step(weft_runtime *rt, double budget_ms) {
   int rc, ready, live;
+  if (rt == NULL) return WEFT_EINVAL;
   if (!(budget_ms > 0)) budget_ms = 0; /* NaN too */
   if (budget_ms > MAX_WAIT_S * 1e3) budget_ms = MAX_WAIT_S * 1e3;
   uint64_t end = uv_hrtime() + (uint64_t)(budget_ms * 1e6);
@@ -209,6 +276,7 @@ int weft_step(weft_runtime *rt, double budget_ms) {
 ** ====================================================================== */
 
 int weft_post(weft_runtime *rt, weft_post_cb fn, void *ud) {
+  if (rt == NULL || fn == NULL) return WEFT_EINVAL;
   struct weft__post *p = malloc(sizeof *p);
   if (p == NULL) return WEFT_ENOMEM;
   p->fn = fn;
@@ -227,11 +295,20 @@ int weft_post(weft_runtime *rt, weft_post_cb fn, void *ud) {
 }
 
 void weft_interrupt(weft_runtime *rt) {
+  if (rt == NULL) return;
   atomic_fetch_or(&rt->events, WEFT__EV_INTERRUPT);
   uv_async_send(&rt->async);
 }
 
+/* The Lua side clears the bit when it reads the events (api_events), just
+** before it cancels the root context. */
+int weft_has_pending_interrupt(weft_runtime *rt) {
+  if (rt == NULL) return 0;
+  return (atomic_load(&rt->events) & WEFT__EV_INTERRUPT) != 0;
+}
+
 void weft_request_dump(weft_runtime *rt) {
+  if (rt == NULL) return;
   atomic_fetch_or(&rt->events, WEFT__EV_QUIT);
   uv_async_send(&rt->async);
 }
@@ -543,10 +620,22 @@ void weft_free(weft_runtime *rt) {
 ** Scripts
 ** ====================================================================== */
 
+/* weft_interrupt applies to what runs: one that came while no task was
+** alive (the bit is read only by a tick) is not meant for the task about to
+** start. From inside a driver (a posted callback) a tick is due anyway. */
+static void drop_idle_interrupt(weft_runtime *rt, lua_State *L) {
+  if (rt->running) return;
+  push_sched_fn(rt, L, "stats", 0);
+  if (lua_pcall(L, 0, 1, 0) == 0 && lua_tointeger(L, -1) == 0)
+    atomic_fetch_and(&rt->events, ~WEFT__EV_INTERRUPT);
+  lua_pop(L, 1);
+}
+
 /* Start the function on top of L's stack, followed by nargs arguments, as a
 ** top-level task. Pops them. */
 static int spawn_loaded(weft_runtime *rt, lua_State *L, const char *name,
                         int nargs) {
+  drop_idle_interrupt(rt, L);
   lua_pushstring(L, name);
   lua_insert(L, -1 - nargs); /* fn, name, args... */
   push_sched_fn(rt, L, "spawn_root", nargs + 2);
@@ -559,7 +648,17 @@ static int spawn_loaded(weft_runtime *rt, lua_State *L, const char *name,
 }
 
 int weft_spawn_file(weft_runtime *rt, const char *path, int argc, char **argv) {
+  if (rt == NULL || argc < 0 || (argc > 0 && argv == NULL)) return WEFT_EINVAL;
   lua_State *L = rt->L;
+  /* More values than LuaJIT passes in one call stay in `arg` only, as
+  ** luajit(1) does with more than it passes. */
+  int nargs = argc > 1 ? argc - 1 : 0;
+  if (nargs > WEFT_MAX_SCRIPT_ARGS) nargs = WEFT_MAX_SCRIPT_ARGS;
+  /* The function, its arguments, then what spawn_loaded pushes. */
+  if (!lua_checkstack(L, nargs + 8)) {
+    weft__set_error(rt, "too many script arguments for the Lua stack");
+    return WEFT_EINVAL;
+  }
   lua_createtable(L, argc, 1);
   for (int i = 0; i < argc; i++) {
     lua_pushstring(L, argv[i]);
@@ -571,14 +670,15 @@ int weft_spawn_file(weft_runtime *rt, const char *path, int argc, char **argv) {
     lua_pop(L, 1);
     return WEFT_ESCRIPT;
   }
-  for (int i = 1; i < argc; i++)
+  for (int i = 1; i <= nargs; i++)
     lua_pushstring(L, argv[i]);
-  return spawn_loaded(rt, L, "main", argc > 1 ? argc - 1 : 0);
+  return spawn_loaded(rt, L, "main", nargs);
 }
 
 int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name) {
+  if (rt == NULL || chunk == NULL) return WEFT_EINVAL;
   lua_State *L = rt->L;
-  if (luaL_loadbuffer(L, chunk, strlen(chunk), name) != 0) {
+  if (luaL_loadbuffer(L, chunk, strlen(chunk), name ? name : "=?") != 0) {
     weft__set_error(rt, lua_tostring(L, -1));
     lua_pop(L, 1);
     return WEFT_ESCRIPT;
@@ -591,11 +691,11 @@ int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name) {
 ** ====================================================================== */
 
 const char *weft_last_error(weft_runtime *rt) {
-  return rt->last_error ? rt->last_error : "";
+  return rt != NULL && rt->last_error ? rt->last_error : "";
 }
 
 lua_State *weft_lua(weft_runtime *rt) {
-  return rt->L;
+  return rt != NULL ? rt->L : NULL;
 }
 
 /* Only codes libuv knows go to it: for others uv_strerror and uv_err_name

@@ -302,6 +302,8 @@ static void test_errors(void) {
   ASSERT(strcmp(weft_err_name(UV_ENOENT), "ENOENT") == 0);
   ASSERT_STR_CONTAINS(weft_strerror(WEFT_ETASK), "task failed");
   ASSERT(strcmp(weft_strerror(0), "success") == 0);
+  ASSERT(strcmp(weft_strerror(UV_ENOENT), uv_strerror(UV_ENOENT)) == 0);
+  ASSERT(strcmp(weft_err_name(WEFT_EINVAL), "WEFT_EINVAL") == 0);
 }
 
 /* gh-8: libuv's text for a code it does not know is allocated anew on each
@@ -359,6 +361,139 @@ static void test_attach_once_per_state(void) {
   lua_close(L);
 }
 
+/* gh-8: NULL where a runtime, a function or a chunk is due is an error
+** code, never a crash. */
+static void test_null_arguments(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, NULL, "=x"), WEFT_EINVAL);
+  ASSERT_EQ(weft_spawn_string(NULL, "x = 1", "=x"), WEFT_EINVAL);
+  ASSERT_EQ(weft_spawn_file(NULL, NULL, 0, NULL), WEFT_EINVAL);
+  ASSERT_EQ(weft_spawn_file(rt, "x.lua", 2, NULL), WEFT_EINVAL);
+  ASSERT_EQ(weft_spawn_file(rt, "x.lua", -1, NULL), WEFT_EINVAL);
+  ASSERT_EQ(weft_post(rt, NULL, NULL), WEFT_EINVAL);
+  ASSERT_EQ(weft_post(NULL, post_set, NULL), WEFT_EINVAL);
+  ASSERT_EQ(weft_run(NULL), WEFT_EINVAL);
+  ASSERT_EQ(weft_step(NULL, 1.0), WEFT_EINVAL);
+  ASSERT(weft_attach(NULL, NULL, NULL) == NULL);
+  ASSERT(weft_lua(NULL) == NULL);
+  ASSERT(strcmp(weft_last_error(NULL), "") == 0);
+  ASSERT_EQ(weft_has_pending_interrupt(NULL), 0);
+  weft_interrupt(NULL);
+  weft_request_dump(NULL);
+  weft_free(NULL);
+  /* A chunk with no name is named as lua_load names one. */
+  ASSERT_EQ(weft_spawn_string(rt, "x = = 1", NULL), WEFT_ESCRIPT);
+  ASSERT_STR_CONTAINS(weft_last_error(rt), "?:1:");
+  ASSERT_EQ(weft_run(rt), 0);
+  weft_free(rt);
+}
+
+/* gh-8: after a deadlock the stuck tasks are cancelled (and unwind) or
+** dropped, so the next script is not reported as deadlocked too. What the
+** unwinding fails with is not reported again. */
+static void test_deadlock_then_next_script(void) {
+  struct errors_seen seen = {0, ""};
+  weft_config cfg = {0};
+  cfg.on_error = on_error;
+  cfg.ud = &seen;
+  weft_runtime *rt = weft_new(&cfg);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "local ch = weft.chan()\n"
+                              "weft.go(function()\n"
+                              "  ch:recv(weft.background()) -- stays stuck\n"
+                              "  zombie = 1\n"
+                              "end)\n"
+                              "local _, err = ch:recv()\n"
+                              "unwound = err.kind\n"
+                              "return nil, err",
+                              "=dl"),
+            0);
+  ASSERT_EQ(weft_run(rt), WEFT_EDEADLK);
+  ASSERT_STR_CONTAINS(weft_last_error(rt), "deadlock");
+  ASSERT_EQ(seen.n, 0);
+  lua_State *L = weft_lua(rt);
+  lua_getglobal(L, "unwound");
+  ASSERT(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "canceled") == 0);
+  lua_pop(L, 1);
+  ASSERT_EQ(weft_spawn_string(rt, "weft.sleep(0.001) ok = 1", "=next"), 0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "ok"), 1);
+  ASSERT_EQ(global_int(rt, "zombie"), 0);
+  ASSERT_EQ(seen.n, 0);
+  weft_free(rt);
+}
+
+/* gh-8: an interrupt of a runtime with nothing running is not kept for the
+** next script. */
+static void test_interrupt_when_idle(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  weft_interrupt(rt);
+  ASSERT_EQ(weft_spawn_string(rt, "ok = weft.sleep(0.001) and 1", "=idle"),
+            0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "ok"), 1);
+  /* Once more after a run: an interrupt between scripts. */
+  weft_interrupt(rt);
+  ASSERT_EQ(weft_spawn_string(rt, "ok = weft.sleep(0.001) and 2", "=idle2"),
+            0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "ok"), 2);
+  weft_free(rt);
+}
+
+/* weft_has_pending_interrupt tells whether the runtime has acted on an
+** interrupt yet (the weft command's second Ctrl-C depends on it). */
+static void test_pending_interrupt(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "weft.sleep(100)", "=p"), 0);
+  ASSERT(weft_step(rt, 1.0) > 0);
+  ASSERT_EQ(weft_has_pending_interrupt(rt), 0);
+  weft_interrupt(rt);
+  ASSERT_EQ(weft_has_pending_interrupt(rt), 1);
+  ASSERT_EQ(weft_run(rt), 0); /* the chunk ignores the failed sleep */
+  ASSERT_EQ(weft_has_pending_interrupt(rt), 0);
+  weft_free(rt);
+}
+
+/* gh-8: more script arguments than LuaJIT passes in one call failed (too
+** many results to unpack, stack overflow, then a LuaJIT PANIC). */
+static void test_many_script_args(void) {
+  enum { N = 100000 };
+  char path[] = "/tmp/weft_embed_XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  ASSERT(f != NULL);
+  fputs("n = select('#', ...); total = #arg; last = tonumber(arg[#arg])\n"
+        "first = tonumber((...))",
+        f);
+  fclose(f);
+  char **argv = malloc(N * sizeof *argv);
+  char *text = malloc(N * 8);
+  ASSERT(argv != NULL && text != NULL);
+  argv[0] = path;
+  for (int i = 1; i < N; i++) {
+    argv[i] = text + i * 8;
+    snprintf(argv[i], 8, "%d", i);
+  }
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_file(rt, path, N, argv), 0);
+  ASSERT_EQ(weft_run(rt), 0);
+  ASSERT_EQ(global_int(rt, "n"), WEFT_MAX_SCRIPT_ARGS);
+  ASSERT_EQ(global_int(rt, "total"), N - 1);
+  ASSERT_EQ(global_int(rt, "last"), N - 1);
+  ASSERT_EQ(global_int(rt, "first"), 1);
+  weft_free(rt);
+  free(text);
+  free(argv);
+  remove(path);
+}
+
 int main(void) {
   test_run_script();
   test_syntax_error();
@@ -374,6 +509,11 @@ int main(void) {
   test_errors();
   test_errors_unknown_code();
   test_attach_once_per_state();
+  test_null_arguments();
+  test_deadlock_then_next_script();
+  test_interrupt_when_idle();
+  test_pending_interrupt();
+  test_many_script_args();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
     return 1;

@@ -21,6 +21,11 @@ extern "C" {
 #define WEFT_VERSION_PATCH 0
 #define WEFT_VERSION_STRING "0.1.0"
 
+/* How many script arguments weft_spawn_file passes as the script's `...`:
+** below LuaJIT's limit of 8,000 values in one call (LUAI_MAXCSTACK), with
+** room for the frames that start the task. */
+#define WEFT_MAX_SCRIPT_ARGS 7900
+
 typedef struct weft_runtime weft_runtime;
 
 /* Error codes: 0 is success; weft's own codes are negative and far from
@@ -32,7 +37,8 @@ typedef struct weft_runtime weft_runtime;
   XX(ESCRIPT, -30004, "the script could not be loaded")                        \
   XX(EBUSY, -30005, "the runtime is already running")                          \
   XX(ENOMEM, -30006, "out of memory")                                          \
-  XX(EINTERNAL, -30007, "internal error in the runtime")
+  XX(EINTERNAL, -30007, "internal error in the runtime")                       \
+  XX(EINVAL, -30008, "invalid argument")
 
 typedef enum {
   WEFT_OK = 0,
@@ -74,35 +80,55 @@ weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
 
 /* Load a script (path NULL: standard input) and start it as a top-level
 ** task named "main", with the global `arg` set as lua(1) does (argv[0] is
-** the script) and argv[1..] as its `...`. WEFT_ESCRIPT when it cannot be
-** read or has a syntax error (weft_last_error says why). */
+** the script) and argv[1..] as its `...`. LuaJIT passes at most about 8,000
+** values in one call: `...` holds the first WEFT_MAX_SCRIPT_ARGS arguments,
+** `arg` holds them all. WEFT_ESCRIPT when the script cannot be read or has
+** a syntax error (weft_last_error says why); WEFT_EINVAL when rt is NULL or
+** argv is NULL with argc > 0. An interrupt that came while the runtime was
+** idle (no task alive) is dropped here: it is not meant for this script. */
 int weft_spawn_file(weft_runtime *rt, const char *path, int argc, char **argv);
 
 /* Load a chunk and start it as a top-level task; name is the chunk name
-** used in messages (as lua_load's). */
+** used in messages (as lua_load's; NULL: "=?"). WEFT_EINVAL when rt or chunk
+** is NULL. Drops an interrupt of an idle runtime, as weft_spawn_file. */
 int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name);
 
 /* Run until every task has finished. 0 when all top-level tasks succeeded;
 ** WEFT_ETASK when one failed; WEFT_EINTR when one failed because the runtime
 ** was interrupted; WEFT_EDEADLK when every task is blocked for good (the
-** report is in weft_last_error). */
+** report is in weft_last_error). On WEFT_EDEADLK the blocked tasks have been
+** cancelled (the deadlock as cause) and run to their end, and those that
+** blocked again were dropped, so the runtime is ready for the next script;
+** what the unwinding tasks fail with is not reported. WEFT_EINVAL when rt is
+** NULL. */
 int weft_run(weft_runtime *rt);
 
 /* Run ready tasks and poll the loop without blocking, for about budget_ms.
 ** Returns the number of unfinished tasks (0 when none is left), or a
-** negative code as weft_run. For hosts that drive the runtime per frame. */
+** negative code as weft_run (WEFT_EINVAL for a NULL rt). For hosts that
+** drive the runtime per frame. */
 int weft_step(weft_runtime *rt, double budget_ms);
 
 /* Queue fn(L, ud) to run on the runtime's thread at its next step. Any
-** thread may call this. 0, or WEFT_ENOMEM. */
+** thread may call this. 0, WEFT_ENOMEM, or WEFT_EINVAL when rt or fn is
+** NULL. */
 int weft_post(weft_runtime *rt, weft_post_cb fn, void *ud);
 
 /* Cancel the root context: every task's waits fail with kind "canceled".
-** Async-signal-safe, callable from any thread (it is what Ctrl-C does). */
+** Async-signal-safe, callable from any thread (it is what Ctrl-C does). It
+** applies to the tasks alive when the runtime next acts on it; with none
+** alive, the next weft_spawn_* drops it. */
 void weft_interrupt(weft_runtime *rt);
 
+/* 1 while an interrupt has been asked for and the runtime has not acted on
+** it yet (its tasks are not cancelled yet), else 0. Async-signal-safe,
+** callable from any thread: the weft command uses it to tell a second
+** Ctrl-C meant to force the exit from one that came with the first. */
+int weft_has_pending_interrupt(weft_runtime *rt);
+
 /* Ask for a dump of every task on stderr at the next step (SIGQUIT).
-** Async-signal-safe, callable from any thread. */
+** Async-signal-safe, callable from any thread. A NULL rt is ignored here,
+** in weft_interrupt and in weft_free. */
 void weft_request_dump(weft_runtime *rt);
 
 /* Free the runtime: close its handles, its loop if it owns it, and its Lua
@@ -112,7 +138,7 @@ void weft_free(weft_runtime *rt);
 /* The last error report (failed task, deadlock, load error), or "". */
 const char *weft_last_error(weft_runtime *rt);
 
-/* The Lua state the runtime runs in. */
+/* The Lua state the runtime runs in (NULL for a NULL rt). */
 lua_State *weft_lua(weft_runtime *rt);
 
 /* The message and the name of a weft or libuv code: static strings, with a
