@@ -3,8 +3,11 @@
 ** includes), as lua.c uses only lua.h and lauxlib.h, which keeps the
 ** embedding API honest.
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <luajit.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,19 +19,57 @@
 #define EXIT_USAGE 2
 #define EXIT_INTERRUPTED 130
 
-/* NOTE: a signal handler can reach the runtime only through a static. This
-** is the program's, not the library's: the library has no mutable statics. */
-static weft_runtime *signal_rt;
-static volatile sig_atomic_t interrupts;
+/* A stop signal this soon after the first is taken for the same request. */
+#define GRACE_NS 250000000u
 
-/* signal_rt is NULL while the prompt waits for input: there, Ctrl-C only
+/* What the handlers tell the watchdog, besides a signal's number. */
+#define WATCH_RESET 0
+#define WATCH_STOP 255
+
+/* ======================================================================
+** Signals
+**
+** SIGINT, SIGTERM and SIGHUP ask the program to stop: the first cancels the
+** root context, so that tasks unwind and clean up, and the program exits
+** with 128 + its number once they have. A later one forces the exit, but
+** not one that came with the first: a terminal can deliver two SIGINTs for
+** one keypress, and a wrapper may pass on what the terminal also sent.
+** Forcing is decided by a watchdog thread, which handlers reach through a
+** pipe, so that they do nothing but what is async-signal-safe, and so that
+** the forced exit can flush stdout like a normal one (exit flushes; _exit
+** from a handler could not).
+** ====================================================================== */
+
+/* NOTE: a signal handler can reach the runtime only through statics. These
+** are the program's, not the library's: the library has no mutable statics.
+** signal_rt is NULL while the prompt waits for input: there, Ctrl-C only
 ** interrupts the read (fgets fails with EINTR) and must not cancel the
 ** next command. */
-static void on_sigint(int sig) {
-  (void)sig;
-  if (signal_rt == NULL) return;
-  if (++interrupts >= 2) _exit(EXIT_INTERRUPTED);
-  weft_interrupt(signal_rt);
+static weft_runtime *signal_rt;
+static volatile sig_atomic_t first_signal;  /* that stopped the run, or 0 */
+static volatile sig_atomic_t forced_status; /* for on_alarm */
+static int watch_fd[2] = {-1, -1};          /* handlers -> watchdog */
+static uv_thread_t watch_thread;
+
+static void tell_watchdog(unsigned char what) {
+  /* The write end does not block: a full pipe already holds a signal. */
+  ssize_t n = write(watch_fd[1], &what, 1);
+  (void)n;
+}
+
+static void on_stop_signal(int sig) {
+  int saved = errno;
+  if (signal_rt == NULL) {
+    /* At the prompt only SIGINT keeps the program: it drops the input. */
+    if (sig != SIGINT) first_signal = sig;
+  } else {
+    if (first_signal == 0) {
+      first_signal = sig;
+      weft_interrupt(signal_rt);
+    }
+    tell_watchdog((unsigned char)sig);
+  }
+  errno = saved;
 }
 
 static void on_sigquit(int sig) {
@@ -36,16 +77,125 @@ static void on_sigquit(int sig) {
   if (signal_rt != NULL) weft_request_dump(signal_rt);
 }
 
-static void install_signals(weft_runtime *rt) {
+static void on_alarm(int sig) {
+  (void)sig;
+  _exit(forced_status);
+}
+
+/* Exit at once. Output is flushed first, unless the stream is locked: the
+** thread that holds it may be stuck in a write. A flush into a pipe that
+** nobody reads blocks too, so an alarm ends the process a second later in
+** any case. */
+static void force_exit(int status) {
+  FILE *streams[2] = {stdout, stderr};
+  forced_status = status;
+  alarm(1);
+  for (int i = 0; i < 2; i++) {
+    if (ftrylockfile(streams[i]) == 0) {
+      fflush(streams[i]);
+      funlockfile(streams[i]);
+    }
+  }
+  _exit(status);
+}
+
+/*
+** The watchdog thread. A stop signal more than the grace after the first
+** forces the exit at once. One within the grace is held: when the grace
+** ends, it forces the exit only if the runtime has still not acted on the
+** first (a loop that never yields); if it has, the two were one request,
+** and the clean-up goes on.
+*/
+static void watchdog(void *arg) {
+  weft_runtime *rt = arg;
+  uint64_t first = 0; /* uv_hrtime() of the first signal, or 0 */
+  int held = 0;       /* a signal held until the grace ends, or 0 */
+  for (;;) {
+    int timeout_ms = -1;
+    if (held != 0) {
+      uint64_t now = uv_hrtime(), end = first + GRACE_NS;
+      if (now >= end) {
+        if (weft_has_pending_interrupt(rt)) force_exit(128 + held);
+        held = 0;
+        continue;
+      }
+      timeout_ms = (int)((end - now) / 1000000u) + 1;
+    }
+    struct pollfd p = {watch_fd[0], POLLIN, 0};
+    unsigned char what;
+    if (poll(&p, 1, timeout_ms) <= 0) continue;
+    if (read(watch_fd[0], &what, 1) != 1) continue;
+    if (what == WATCH_STOP) break;
+    uint64_t now = uv_hrtime();
+    if (what == WATCH_RESET) {
+      first = 0;
+      held = 0;
+    } else if (first == 0) {
+      first = now;
+    } else if (now - first >= GRACE_NS) {
+      force_exit(128 + what);
+    } else {
+      held = what;
+    }
+  }
+}
+
+static int start_watchdog(weft_runtime *rt) {
+  sigset_t stops, old;
+  if (pipe(watch_fd) != 0) return -1;
+  for (int i = 0; i < 2; i++)
+    fcntl(watch_fd[i], F_SETFD, FD_CLOEXEC); /* not for io.popen's child */
+  fcntl(watch_fd[1], F_SETFL, O_NONBLOCK);
+  /* The thread inherits the mask: the signals must reach the main thread,
+  ** whose reads (the prompt's fgets) they interrupt. */
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGINT);
+  sigaddset(&stops, SIGTERM);
+  sigaddset(&stops, SIGHUP);
+  sigaddset(&stops, SIGQUIT);
+  pthread_sigmask(SIG_BLOCK, &stops, &old);
+  int rc = uv_thread_create(&watch_thread, watchdog, rt);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+static void stop_watchdog(void) {
+  signal_rt = NULL; /* the handlers write to the pipe no more */
+  tell_watchdog(WATCH_STOP);
+  uv_thread_join(&watch_thread);
+  close(watch_fd[0]);
+  close(watch_fd[1]);
+}
+
+/* The next command starts as if no signal had come. */
+static void reset_signals(void) {
+  first_signal = 0;
+  tell_watchdog(WATCH_RESET);
+}
+
+static int install_signals(weft_runtime *rt) {
   struct sigaction sa;
+  if (start_watchdog(rt) != 0) return -1;
   memset(&sa, 0, sizeof sa);
+  /* No SA_RESTART: SIGINT must interrupt the prompt's read. The stop
+  ** signals do not interrupt one another's handler. */
   sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGINT);
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaddset(&sa.sa_mask, SIGHUP);
   signal_rt = rt;
-  sa.sa_handler = on_sigint;
+  sa.sa_handler = on_stop_signal;
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   sa.sa_handler = on_sigquit;
   sigaction(SIGQUIT, &sa, NULL);
+  sa.sa_handler = on_alarm;
+  sigaction(SIGALRM, &sa, NULL);
+  return 0;
 }
+
+/* ====================================================================== */
 
 static void print_error(weft_runtime *rt, const char *msg, void *ud) {
   (void)rt;
@@ -71,11 +221,17 @@ static void usage(FILE *f) {
       "\n"
       "With no script and no -e: a prompt when standard input is a terminal,\n"
       "else the script is read from standard input.\n"
-      "Exit status: 0 ok, 1 uncaught error, 2 usage, 130 interrupted.\n",
+      "Exit status: 0 ok, 1 uncaught error, 2 usage, 128+N after signal N\n"
+      "(130 SIGINT, 143 SIGTERM, 129 SIGHUP).\n",
       f);
 }
 
+/* The exit status for what weft_run returned. After a stop signal it is
+** 128 + its number, as a shell reports a process the signal killed, unless
+** a task failed for another reason. */
 static int status_of(weft_runtime *rt, int rc) {
+  if (first_signal != 0 && (rc == 0 || rc == WEFT_EINTR))
+    return 128 + first_signal;
   switch (rc) {
   case 0: return EXIT_SUCCESS;
   case WEFT_EINTR: return EXIT_INTERRUPTED;
@@ -84,10 +240,17 @@ static int status_of(weft_runtime *rt, int rc) {
   }
 }
 
-static int run_chunk(weft_runtime *rt, const char *code, const char *name) {
-  int rc = weft_spawn_string(rt, code, name);
+/* Run what weft_spawn_* just started (rc: what it returned). A signal that
+** came before had no task to interrupt (the spawn drops an interrupt of an
+** idle runtime), but the program was asked to stop: the task is not run. */
+static int run_spawned(weft_runtime *rt, int rc) {
+  if (rc == 0 && first_signal != 0) rc = WEFT_EINTR;
   if (rc == 0) rc = weft_run(rt);
   return status_of(rt, rc);
+}
+
+static int run_chunk(weft_runtime *rt, const char *code, const char *name) {
+  return run_spawned(rt, weft_spawn_string(rt, code, name));
 }
 
 /* Is `src` a complete chunk? 1: yes, with the chunk to run pushed (an
@@ -136,9 +299,8 @@ static int repl(weft_runtime *rt) {
     fputs(len ? ">> " : "> ", stdout);
     fflush(stdout);
     if (fgets(line, sizeof line, stdin) == NULL) {
-      if (feof(stdin)) break;
+      if (feof(stdin) || first_signal != 0) break;
       clearerr(stdin); /* Ctrl-C at the prompt: drop the input */
-      interrupts = 0;
       len = 0;
       fputc('\n', stdout);
       continue;
@@ -160,11 +322,13 @@ static int repl(weft_runtime *rt) {
     signal_rt = NULL;
     if (rc != 0 && rc != WEFT_ETASK && rc != WEFT_EINTR)
       print_error(rt, weft_last_error(rt), NULL);
-    interrupts = 0;
+    if (first_signal != 0 && first_signal != SIGINT) break;
+    reset_signals();
   }
   free(src);
   fputc('\n', stdout);
-  return EXIT_SUCCESS;
+  /* SIGTERM or SIGHUP (at the prompt or in a command) ends the program. */
+  return first_signal != 0 ? 128 + first_signal : EXIT_SUCCESS;
 }
 
 /* Set arg[-k] to the interpreter and the options before the script. */
@@ -232,7 +396,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "weft: cannot create the runtime\n");
     return EXIT_FAILURE;
   }
-  install_signals(rt);
+  if (install_signals(rt) != 0) {
+    fprintf(stderr, "weft: cannot set up signal handling\n");
+    weft_free(rt);
+    return EXIT_FAILURE;
+  }
 
   /* Second pass: -e and -l, in order. */
   for (i = 1; i < script && status == EXIT_SUCCESS; i++) {
@@ -257,20 +425,22 @@ int main(int argc, char **argv) {
     int rc = weft_spawn_file(rt, strcmp(path, "-") == 0 ? NULL : path,
                              argc - script, argv + script);
     set_arg_prefix(rt, argv, script);
-    if (rc == 0) rc = weft_run(rt);
-    status = status_of(rt, rc);
+    status = run_spawned(rt, rc);
   } else if (status == EXIT_SUCCESS && !ran) {
     if (isatty(STDIN_FILENO)) {
       status = repl(rt);
     } else {
       char dash[] = "-";
       char *args[] = {dash};
-      int rc = weft_spawn_file(rt, NULL, 1, args);
-      if (rc == 0) rc = weft_run(rt);
-      status = status_of(rt, rc);
+      status = run_spawned(rt, weft_spawn_file(rt, NULL, 1, args));
     }
   }
-  signal_rt = NULL;
+  stop_watchdog();
+  /* Out before the state closes: its finalizers run user code, which may
+  ** crash LuaJIT (one that raises in compiled code can), and exit's flush
+  ** would then never come. */
+  fflush(stdout);
+  fflush(stderr);
   weft_free(rt);
   return status;
 }

@@ -92,14 +92,17 @@ describe("the weft command", function()
       ]])
       local out, status = run(path)
       assert.equal(1, status)
-      local id = out:match("^weft: %[(%w+%-%d+)%] unexpected error in task " ..
-        '"nested" %(a bug; please report it%): [^\n]*%.lua:1: boom\n$')
+      -- gh-9: whose bug it is, and where, without -v.
+      local id = out:match("^weft: %[(%w+%-%d+)%] uncaught error in task " ..
+        '"nested" %(a bug in the program%): [^\n]*%.lua:1: boom\n' ..
+        "  [^\n]*%.lua:1: in function 'deep'\n  [^\n]*%.lua:3: in " ..
+        "function <[^\n]*%.lua:3>\n$")
       assert.is_truthy(id, out)
       out, status = run("-v " .. path)
       assert.equal(1, status)
       assert.matches('in task "nested" %(id 3%)', out)
       assert.matches("in function 'deep'", out)
-      local _, n = out:gsub("unexpected error", "")
+      local _, n = out:gsub("uncaught error", "")
       assert.equal(1, n)
       local log = os.tmpname()
       out = H.sh("WEFT_LOG=" .. log .. " " .. weft_bin .. " " .. path ..
@@ -245,8 +248,8 @@ describe("the weft command", function()
       assert.matches(">> 10\n20\n", out)
       assert.matches("stdin:1: unexpected symbol near '='", out)
       assert.matches("[\n>] ?slept\n", out)
-      assert.matches('weft: %[%w+%-%d+%] unexpected error in task "main" ' ..
-        "%(a bug; please report it%): stdin:1: oops", out)
+      assert.matches('weft: %[%w+%-%d+%] uncaught error in task "main" ' ..
+        "%(a bug in the program%): stdin:1: oops", out)
       assert.matches("[\n>] ?after\n", out)
     end))
 

@@ -127,12 +127,28 @@ describe("reports", function()
     assert.equal("[" .. e.id .. '] cannot run job "1"', weft.errors.brief(e))
   end))
 
-  it("brief: a bug names its task and asks for a report", task(function()
-    local t = weft.spawn { name = "worker",
-      fn = function() error("oops", 0) end }
-    local _, err = t:join()
-    assert.equal("[" .. err.id .. '] unexpected error in task "worker" ' ..
-      "(a bug; please report it): oops", weft.errors.brief(err))
+  it("gh-9: brief: a bug names its task, says whose bug it is and where",
+    task(function()
+      local t = weft.spawn { name = "worker",
+        fn = function() error("oops", 0) end }
+      local _, err = t:join()
+      local id = err.id:gsub("%-", "%%-")
+      assert.matches("^%[" .. id .. '%] uncaught error in task "worker" ' ..
+        "%(a bug in the program%): oops\n  spec/errors_spec%.lua:%d+: in " ..
+        "function <spec/errors_spec%.lua:%d+>$", weft.errors.brief(err))
+    end))
+
+  it("gh-9: brief shows at most three frames", task(function()
+    local function f(n)
+      if n == 0 then error("deep", 0) end
+      f(n - 1)
+      return n -- not a tail call: each level keeps its frame
+    end
+    local _, err = weft.go(function() f(5) end):join()
+    local text = weft.errors.brief(err)
+    local _, frames = text:gsub("\n  spec/errors_spec%.lua:%d+:", "")
+    assert.equal(3, frames)
+    assert.matches("\n  %.%.%.$", text)
   end))
 
   it("a bug raised in a nested task is reported once, with its task's name",

@@ -59,8 +59,8 @@ describe("gh-8: reporting any error", function()
       ]])
       assert.equal(1, status)
       assert.is_truthy(out:find("rest of main ran\n", 1, true), out)
-      assert.matches('weft: %[%w+%-%d+%] unexpected error in task "[^"]+" ' ..
-        "%(a bug; please report it%): error object whose __tostring " ..
+      assert.matches('weft: %[%w+%-%d+%] uncaught error in task "[^"]+" ' ..
+        "%(a bug in the program%): error object whose __tostring " ..
         "failed: tostring exploded\n", out)
     end))
 
@@ -78,7 +78,7 @@ describe("gh-8: reporting any error", function()
       ]])
       assert.equal(1, status)
       assert.is_truthy(out:find("rest of main ran\n", 1, true), out)
-      assert.matches("unexpected error in task [^\n]*: error object whose " ..
+      assert.matches("uncaught error in task [^\n]*: error object whose " ..
         "__tostring failed: [^\n]+\n", out)
     end))
 

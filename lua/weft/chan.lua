@@ -204,6 +204,7 @@ function methods.send(u, v, ctx)
   park(t, q, ctx)
   local a, b = wait(WAIT, "ch:send")
   if a == SEND_CLOSED then error("send on closed channel", 2) end
+  if a then return a end
   return a, b
 end
 

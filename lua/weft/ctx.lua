@@ -65,13 +65,23 @@ function M.with_cancel(parent)
   return c, canceller(c)
 end
 
+-- time_args(parent, v, fname) -> parent, v, argn: the optional parent
+-- of with_deadline and with_timeout, and the time and its position. With
+-- one argument, it is the time, or a context given without one.
+local function time_args(parent, v, fname)
+  if v == nil and getmetatable(parent) ~= CtxMT then
+    if type(parent) ~= "number" then
+      S.typeerror(1, fname, "weft.ctx or number", parent, 3)
+    end
+    return parent_of(nil, fname), parent, 1
+  end
+  return parent_of(parent, fname), v, 2
+end
+
 -- weft.with_deadline([parent,] t) -> ctx, cancel([cause])
 function M.with_deadline(parent, t)
-  local argn = 2
-  if t == nil and type(parent) == "number" then
-    parent, t, argn = nil, parent, 1
-  end
-  parent = parent_of(parent, "with_deadline")
+  local argn
+  parent, t, argn = time_args(parent, t, "with_deadline")
   checktime(t, argn, "with_deadline")
   local c = node_new(parent, t)
   node_deadline(c, t)
@@ -80,11 +90,8 @@ end
 
 -- weft.with_timeout([parent,] seconds) -> ctx, cancel([cause])
 function M.with_timeout(parent, s)
-  local argn = 2
-  if s == nil and type(parent) == "number" then
-    parent, s, argn = nil, parent, 1
-  end
-  parent = parent_of(parent, "with_timeout")
+  local argn
+  parent, s, argn = time_args(parent, s, "with_timeout")
   checktime(s, argn, "with_timeout")
   return M.with_deadline(parent, S.now() + s)
 end

@@ -350,16 +350,35 @@ local function field(e, k, default)
   return text(v)
 end
 
--- brief(err [, task]) -> the one line a user reads: "[ID] message" for a
--- well-formed error; for a bug, "[ID] unexpected error in task "NAME" (a
--- bug; please report it): message". task names the task when err does not.
+-- innermost(tb, n) -> the first n frames of traceback text tb, each on a
+-- line of its own indented by two spaces, and "  ..." when there are more;
+-- "" when tb has none.
+local function innermost(tb, n)
+  if type(tb) ~= "string" then return "" end
+  local out, more = {}, false
+  for line in tb:gmatch("\n\t([^\n]+)") do
+    if #out == n then
+      more = true
+      break
+    end
+    out[#out + 1] = "\n  " .. line
+  end
+  if more then out[#out + 1] = "\n  ..." end
+  return concat(out)
+end
+
+-- brief(err [, task]) -> what a user reads: "[ID] message" for a
+-- well-formed error (an expected failure); for anything else raised, a bug
+-- in the program, "[ID] uncaught error in task "NAME" (a bug in the
+-- program): message" and, on the lines below, the innermost frames of
+-- where it was raised. task names the task when err does not.
 function M.brief(err, task)
   if not is_error(err) then err = M.failed(err) end
   local id = field(err, "id", "?")
   if rawget(err, "kind") == "bug" then
-    return format('[%s] unexpected error in task "%s" (a bug; please ' ..
-      "report it): %s", id, field(err, "task") or text(task or "?"),
-      describe(err))
+    return format('[%s] uncaught error in task "%s" (a bug in the ' ..
+      "program): %s%s", id, field(err, "task") or text(task or "?"),
+      describe(err), innermost(index(err, "traceback"), 3))
   end
   return format("[%s] %s", id, describe(err))
 end

@@ -112,8 +112,16 @@ local function argerror(n, fname, msg, level)
 end
 S.argerror = argerror
 
+-- tname(v) -> type(v), or "nan" for NaN, which is a number but never
+-- the number expected.
+local function tname(v)
+  if v ~= v then return "nan" end
+  return type(v)
+end
+S.tname = tname
+
 local function typeerror(n, fname, expected, v, level)
-  argerror(n, fname, format("%s expected, got %s", expected, type(v)),
+  argerror(n, fname, format("%s expected, got %s", expected, tname(v)),
     (level or 2) + 1)
 end
 S.typeerror = typeerror
@@ -915,6 +923,9 @@ function S.spawn_hooked(parent, fn, args, ctx, on_done, name)
   return t
 end
 
+-- The most arguments a task takes: unpack's limit, with room to spare.
+local MAX_ARGS = 7000
+
 -- weft.spawn{name=, fn=, args=, ctx=} -> task
 function S.spawn(opts)
   local p = R.cur
@@ -930,7 +941,19 @@ function S.spawn(opts)
     if type(args) ~= "table" then
       argerror(1, "spawn", "field 'args': table expected, got " .. type(args))
     end
-    local n = args.n or #args
+    local n = args.n
+    if n == nil then
+      n = #args
+    elseif type(n) ~= "number" or n ~= n or n < 0 or n % 1 ~= 0 or
+        n > MAX_ARGS then
+      argerror(1, "spawn", format("field 'args.n': integer from 0 to %d " ..
+        "expected, got %s", MAX_ARGS, type(n) == "number" and
+        tostring(n) or type(n)))
+    end
+    if n > MAX_ARGS then
+      argerror(1, "spawn", format("field 'args': at most %d arguments " ..
+        "expected, got %d", MAX_ARGS, n))
+    end
     args = { n = n, unpack(args, 1, n) }
   end
   if ctx ~= nil and getmetatable(ctx) ~= CtxMT then
@@ -1326,7 +1349,7 @@ local function broken(t, co, ok, v)
     e = errors.new("bug", "coroutine.yield called in a task outside a " ..
       "coroutine of its own (use weft.yield)")
   else
-    e = errors.capture_co(v, stack_traceback(co, 0))
+    e = errors.capture_co(v, stack_traceback(co, 0, v))
   end
   if not rawget(e, "_task") then e._task = t end
   R.cur = t -- finish belongs to the task, as from body
@@ -1565,15 +1588,22 @@ end
 -- running thread from `level` on, innermost first; nil when there are
 -- none. Unlike debug.traceback it leaves out weft's own frames, and names a
 -- task's function after its source, not after weft's variable holding it.
-function stack_traceback(co, level)
+function stack_traceback(co, level, msg)
   local lines = {}
   while true do
     local info = frame(co, level, "Slnf")
     if not info or info.func == body then break end
     if not internal(info.source) or #lines > 0 then
       local outer = frame(co, level + 1, "f")
-      local where = info.currentline > 0 and
-        format("%s:%d", info.short_src, info.currentline) or info.short_src
+      local line = info.currentline
+      if line <= 0 and #lines == 0 and type(msg) == "string" then
+        -- LuaJIT has no line for the innermost frame of a coroutine that
+        -- died of a runtime error; its message has it.
+        local src, l = msg:match("^(.-):(%d+): ")
+        if src == info.short_src then line = tonumber(l) end
+      end
+      local where = line > 0 and format("%s:%d", info.short_src, line) or
+        info.short_src
       local what
       if info.what == "main" then
         what = "in main chunk"
@@ -1721,7 +1751,13 @@ function S.tick(budget)
     local co = t[T_CO]
     local ok, s
     if type(co) == "thread" then
-      ok, s = resume(co, a, b)
+      -- A wake passes one value or two: the wait returns exactly those
+      -- (weft.sleep gives `true`, not `true, nil`).
+      if b == nil then
+        ok, s = resume(co, a)
+      else
+        ok, s = resume(co, a, b)
+      end
     else
       local np = npool
       local c
@@ -1826,10 +1862,16 @@ S.results = results
 local function log(text)
   local path = core.log_path
   if not path then return end
-  local f = io.open(path, "a")
+  local f, err = io.open(path, "a")
   if f then
     f:write(text, "\n")
     f:close()
+  elseif not R.log_warned then
+    -- Once: a report per failure would drown the failures themselves.
+    R.log_warned = true
+    io.stderr:write("weft: WEFT_LOG: cannot write the error log: ", err,
+      "\n")
+    io.stderr:flush()
   end
 end
 
