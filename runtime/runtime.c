@@ -409,25 +409,6 @@ static int luaopen_weft_core(lua_State *L) {
 ** Creating and freeing
 ** ====================================================================== */
 
-/* NOTE: LuaJIT's FFI cannot forget a declaration, and weft.sched declares
-** struct weft__api when it loads: in a state that had a runtime before
-** (weft_attach after weft_free), loading it again fails with "attempt to
-** redefine". Until weft.sched declares it only when it is missing, this
-** lets the declarations of such a second load through: they are already
-** there, from the same text. Called with the loader of "weft". */
-static const char reload_shim[] =
-    "local load = ...\n"
-    "local ffi = require 'ffi'\n"
-    "if not pcall(ffi.typeof, 'struct weft__api') then\n"
-    "  return load('weft')\n"
-    "end\n"
-    "local cdef = ffi.cdef\n"
-    "ffi.cdef = function(def) pcall(cdef, def) end\n"
-    "local ok, m = pcall(load, 'weft')\n"
-    "ffi.cdef = cdef\n"
-    "if not ok then error(m, 0) end\n"
-    "return m\n";
-
 /* Load the Lua side: weft.core, the embedded modules, then `weft` itself,
 ** whose value is left on the stack. */
 static int boot(lua_State *L) {
@@ -442,9 +423,8 @@ static int boot(lua_State *L) {
   lua_setfield(L, -2, "weft.core");
   /* Not require("weft"): when the module form is being required, "weft"
   ** is marked as loading and a nested require would fail. */
-  if (luaL_loadbuffer(L, reload_shim, sizeof reload_shim - 1, "=weft") != 0)
-    lua_error(L);
-  lua_getfield(L, -2, "weft");
+  lua_getfield(L, -1, "weft");
+  lua_pushliteral(L, "weft");
   lua_call(L, 1, 1);
   lua_getfield(L, -3, "loaded");
   lua_pushvalue(L, -2);

@@ -33,7 +33,10 @@ local getinfo, getlocal = debug.getinfo, debug.getlocal
 local band = bit.band
 local tnew = require "table.new"
 
-ffi.cdef [[
+-- A state may have had a runtime before (weft_attach after weft_free), and
+-- LuaJIT's FFI cannot forget a declaration: declare it only when missing.
+if not pcall(ffi.typeof, "struct weft__api") then
+  ffi.cdef [[
 typedef struct weft_runtime weft_runtime;
 struct weft__api {
   double (*now)(weft_runtime *rt);
@@ -45,6 +48,7 @@ struct weft__api {
   double (*wall)(weft_runtime *rt);
 };
 ]]
+end
 
 local api = ffi.cast("const struct weft__api *", core.api)
 local rt = ffi.cast("weft_runtime *", core.rt)
