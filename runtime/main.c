@@ -253,6 +253,30 @@ static int run_chunk(weft_runtime *rt, const char *code, const char *name) {
   return run_spawned(rt, weft_spawn_string(rt, code, name));
 }
 
+/* Would require find module `name`? Asked of package.loaders as require
+** asks them, so `weft -l typo` is a usage error (status 2) rather than a
+** failing task. A searcher that raises (a module with a syntax error)
+** counts as found: require then reports the real error. */
+static int module_exists(weft_runtime *rt, const char *name) {
+  static const char probe[] =
+      "local n = ...\n"
+      "if package.loaded[n] ~= nil then return true end\n"
+      "for _, search in ipairs(package.loaders) do\n"
+      "  local f = search(n)\n"
+      "  if type(f) == 'function' then return true end\n"
+      "end\n"
+      "return false\n";
+  lua_State *L = weft_lua(rt);
+  int found = 1;
+  if (luaL_loadbuffer(L, probe, sizeof probe - 1, "=-l") != 0) goto done;
+  lua_pushstring(L, name);
+  if (lua_pcall(L, 1, 1, 0) != 0) goto done;
+  found = lua_toboolean(L, -1);
+done:
+  lua_pop(L, 1);
+  return found;
+}
+
 /* Is `src` a complete chunk? 1: yes, with the chunk to run pushed (an
 ** expression is wrapped to print its values, as lua(1) does); 0: it needs
 ** more lines; -1: a syntax error, printed. */
@@ -411,6 +435,11 @@ int main(int argc, char **argv) {
       const char *name = argv[++i];
       if (strpbrk(name, "\"\\\n") != NULL) {
         fprintf(stderr, "weft: bad library name '%s'\n", name);
+        status = EXIT_USAGE;
+        break;
+      }
+      if (!module_exists(rt, name)) {
+        fprintf(stderr, "weft: module '%s' not found\n", name);
         status = EXIT_USAGE;
         break;
       }

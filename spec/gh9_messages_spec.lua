@@ -67,6 +67,17 @@ describe("gh-9: messages", function()
       assert.same({ n = 3, 1, nil, 3 }, got)
     end))
 
+  it("gh-9: weft -l with a module that does not exist is a usage error",
+    task(function()
+      local out, status = H.sh(H.weft_bin ..
+        " -l gh9_no_such_module -e 'print(1)' 2>&1")
+      assert.equal(2, status)
+      assert.equal("weft: module 'gh9_no_such_module' not found\n", out)
+      out, status = H.sh(H.weft_bin .. " -l weft.pipe -e 'print(1)' 2>&1")
+      assert.equal(0, status)
+      assert.equal("1\n", out)
+    end))
+
   it("gh-9: an unwritable WEFT_LOG is reported once on stderr",
     task(function()
       local out, status = H.sh("WEFT_LOG=/nonexistent/dir/weft.log " ..
