@@ -332,7 +332,7 @@ describe("gh-8: a steward's restarts let time pass", function()
       local _, mon = st(weft.context(), 1)
       local ok, err = mon:join()
       assert.is_nil(ok)
-      assert.equal("steward: gave up on w after 4 restarts in 60 s; " ..
+      assert.equal("steward: gave up on w after 3 restarts in 60 s; " ..
         "last failure: w ended", err.message)
       assert.equal(4, n)
       assert.equal(0, weft.now())

@@ -101,6 +101,13 @@ function M.steward(opts)
       local seen = chan.states[g.seen]
       S.spawn_hooked(me, function(c)
         local ward_hb = ward(c, timeout / 2)
+        if ward_hb ~= nil and not chan.states[ward_hb] then
+          -- A bug in the steward's configuration, not a failure of the
+          -- ward: restarting would repeat it. The monitor raises it.
+          g.bad = format("steward: start of %s returned %s (a weft.chan " ..
+            "or nil expected)", name, type(ward_hb))
+          return
+        end
         if ward_hb then
           -- A relay that does nothing but wait for the ward's pulses, into
           -- a buffer of one: a pulse is never lost while the monitor is
@@ -120,15 +127,19 @@ function M.steward(opts)
     local function give_up()
       gen.cancel()
       hb:close()
+      local n = #restarts
       local err = errors.new("steward", format("steward: gave up on %s " ..
-        "after %d restarts in %g s; last failure: %s", name, #restarts,
-        within, errors.describe(last_failure)), last_failure)
+        "after %d restart%s in %g s; last failure: %s", name, n,
+        n == 1 and "" or "s", within, errors.describe(last_failure)),
+        last_failure)
       log(err.message)
       return nil, err
     end
 
     -- spend(why) -> false when the restart budget is spent (OTP's restart
-    -- intensity: more than max_restarts within `within` seconds).
+    -- intensity: more than max_restarts within `within` seconds). The
+    -- restart refused is not counted: `restarts` holds the times of those
+    -- that happened within `within`.
     local function spend(why)
       last_failure = why
       local now = S.now()
@@ -136,9 +147,18 @@ function M.steward(opts)
       for _, t in ipairs(restarts) do
         if now - t < within then kept[#kept + 1] = t end
       end
-      kept[#kept + 1] = now
       restarts = kept
-      return #restarts <= max_restarts
+      if #kept >= max_restarts then return false end
+      kept[#kept + 1] = now
+      return true
+    end
+
+    -- fail(msg): a bug in the steward's configuration; stop the ward and
+    -- raise it.
+    local function fail(msg)
+      gen.cancel()
+      hb:close()
+      error(msg, 0)
     end
 
     local ticks = hb:ticks()
@@ -164,26 +184,30 @@ function M.steward(opts)
           start_ward()
         end
         deadline = chan.after(timeout) -- a pulse: the ward is alive
+      elseif i == 4 and gen.bad then
+        fail(gen.bad)
       else
-        local why
+        local why, what
         if i == 3 then
           why = errors.new("unhealthy", format("%s missed its heartbeat " ..
             "for %g s", name, timeout))
-          log(format("steward: %s unhealthy; restarting", name))
+          what = "unhealthy"
         else
           why = gen.err or errors.new("ended", name .. " ended")
-          log(format("steward: %s %s; restarting", name, gen.err and
-            ("failed: " .. errors.describe(gen.err)) or "ended"))
+          what = gen.err and ("failed: " .. errors.describe(gen.err)) or
+            "ended"
         end
         gen.cancel(why)
+        -- Giving up says why itself; only a restart is logged here.
         if not spend(why) then return give_up() end
+        log(format("steward: %s %s; restarting", name, what))
         local pause = backoff
         if type(backoff) == "function" then
           pause = backoff(#restarts)
           if type(pause) ~= "number" or pause ~= pause or pause < 0 then
-            error(format("steward: backoff(%d) returned %s (non-negative " ..
+            fail(format("steward: backoff(%d) returned %s (non-negative " ..
               "number expected)", #restarts, type(pause) == "number" and
-              tostring(pause) or type(pause)), 0)
+              tostring(pause) or type(pause)))
           end
         end
         local wait = throttle:reserve():delay()
