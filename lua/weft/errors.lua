@@ -21,6 +21,7 @@
 local getmetatable, setmetatable = getmetatable, setmetatable
 local tostring, type, format, select = tostring, type, string.format, select
 local rawget, floor, date, pcall = rawget, math.floor, os.date, pcall
+local tonumber = tonumber
 local unpack, concat = unpack, table.concat
 local rawmeta = debug.getmetatable
 
@@ -147,11 +148,12 @@ local function text(v)
   return format("(%s value whose %s)", tv, why)
 end
 
--- message(fmt, ...) -> the text of a message given as a format and its
--- arguments; never raises. Arguments are made text first (string.format
--- would call a __tostring itself, unprotected); a bad format keeps the
--- format string and says why.
-local function message(fmt, ...)
+-- formatted(fmt, ...) -> text | nil, why, argn: the text of a message
+-- given as a format and its arguments; never raises. Arguments are made
+-- text first (string.format would call a __tostring itself, unprotected).
+-- For a bad format, why is string.format's complaint and argn the position
+-- of the argument it names (1 for fmt, nil when it names none).
+local function formatted(fmt, ...)
   local n = select("#", ...)
   if n == 0 then return text(fmt) end
   local args = { ... }
@@ -163,8 +165,25 @@ local function message(fmt, ...)
   local ok, s = pcall(format, text(fmt), unpack(args, 1, n))
   if ok then return s end
   -- Under pcall, format's own errors name it '?'.
-  return format("%s (bad format: %s)", text(fmt),
-    (text(s):gsub("to '%?'", "to 'format'", 1)))
+  s = text(s)
+  local k, why = s:match("^bad argument #(%d+) to '[^']*' %((.*)%)$")
+  if not k then return nil, (s:gsub("to '%?'", "to 'format'", 1)) end
+  k = tonumber(k)
+  local orig = select(k - 1, ...)
+  if k > 1 and type(orig) ~= "string" then
+    -- It was made text above: name the type the caller passed.
+    why = why:gsub("got string$", "got " .. type(orig))
+  end
+  return nil, why, k
+end
+
+-- message(fmt, ...) -> as formatted; a bad format keeps the format string
+-- and says why.
+local function message(fmt, ...)
+  local s, why, k = formatted(fmt, ...)
+  if s then return s end
+  if k then why = format("bad argument #%d to 'format' (%s)", k, why) end
+  return format("%s (bad format: %s)", text(fmt), why)
 end
 
 -- here(level) -> the traceback of the running thread from level on, level
@@ -196,11 +215,17 @@ function M.error(spec, ...)
     end
   elseif type(spec) == "string" then
     local fmt = ...
-    local msg
+    local msg, why, k
     if fmt == nil then
       msg = spec
     else
-      msg = message(...)
+      -- A bad format is a bad argument of this call (format's #k is our
+      -- #k + 1), raised where the caller made it, as string.format does.
+      msg, why, k = formatted(...)
+      if not msg then
+        error(format("bad argument #%d to 'error' (%s)", (k or 1) + 1, why),
+          2)
+      end
     end
     e = make(spec, msg, nil)
   else
@@ -415,7 +440,8 @@ end
 
 -- record(err) -> the full record: every layer of the chain with its log id,
 -- time, kind, message, task and traceback, then the other failures kept
--- with it.
+-- with it: the first OTHERS_SHOWN of them, and how many more there are.
+local OTHERS_SHOWN = 18 -- so that a record names 19 failures at most
 function M.record(err)
   local out = {}
   local e, depth = err, 0
@@ -426,8 +452,13 @@ function M.record(err)
   end
   local others = is_error(err) and rawget(err, "others")
   if type(others) == "table" then
-    for i = 1, #others do
+    local n = #others
+    for i = 1, n < OTHERS_SHOWN and n or OTHERS_SHOWN do
       layer(out, rawget(others, i), "also failed: ", "")
+    end
+    if n > OTHERS_SHOWN then
+      out[#out + 1] = format("... and %d more (err.others has all %d)",
+        n - OTHERS_SHOWN, n)
     end
   end
   return concat(out, "\n")

@@ -12,7 +12,8 @@ local ctxmod = require "weft.ctx"
 local errors = require "weft.errors"
 
 local wq_new, wq_pop, wake, wait_on = S.wq_new, S.wq_pop, S.wake, S.wait_on
-local type, setmetatable, format = type, setmetatable, string.format
+local type, getmetatable, setmetatable, format = type, getmetatable,
+  setmetatable, string.format
 local select, math_min = select, math.min
 local typeerror, argerror = S.typeerror, S.argerror
 local checkmt, CtxMT = S.checkmt, S.CtxMT
@@ -38,16 +39,26 @@ local function counter_done(c)
   end
 end
 
--- counter_wait(c, ctx, fname) -> true | nil, err
-local function counter_wait(c, ctx, fname)
+-- counter_wait(c, t, ctx, fname) -> true | nil, err: t is the running task
+-- (S.cur) and ctx nil or a context, both checked by the caller: the checks
+-- of S.cur and S.wait_ctx would blame this function's caller, inside weft.
+local function counter_wait(c, t, ctx, fname)
   if c.n == 0 then
     -- Nothing to wait for, but a wait in a cancelled scope still fails.
-    local t = S.cur(fname)
     local n = S.wait_ctx(t, ctx, 1, fname).node
     if n and n.cerr then return S.refuse(t, n) end
     return true
   end
   return wait_on(c.q, nil, ctx, fname)
+end
+
+-- optctx(ctx, argn, fname) -> ctx when it is nil or a context; else it
+-- raises, blaming the caller of the API function that called it.
+local function optctx(ctx, argn, fname)
+  if ctx ~= nil and getmetatable(ctx) ~= CtxMT then
+    typeerror(argn, fname, "weft.ctx", ctx, 3)
+  end
+  return ctx
 end
 
 -- Collect a failure: the first is the result, the later ones its others.
@@ -88,6 +99,11 @@ end
 --[[ Group ]]
 -- x/sync/errgroup: wait for all, first error wins, the group's context is
 -- cancelled on the first error and when wait returns.
+--
+-- A group is reusable, as Go's zero errgroup.Group is: the tasks started
+-- up to a wait that returns are a round. That wait cancels the round's
+-- context, as Go's does; the next go starts a new round, with a new context
+-- derived from the same parent and no errors yet.
 
 local Group = {}
 local GroupMT = { __index = Group, __name = "weft.group" }
@@ -106,8 +122,8 @@ function M.group(opts)
   end
   local limit = limit_of(opts.limit, 1, "group")
   local ctx, cancel = ctxmod.with_cancel(parent)
-  local g = setmetatable({ ctx = ctx, cancel = cancel,
-    sem = limit and sync.semaphore(limit),
+  local g = setmetatable({ parent = parent, ctx = ctx, cancel = cancel,
+    ended = false, sem = limit and sync.semaphore(limit),
     live = counter("wait of weft.group") }, GroupMT)
   g.on_done = function(_, err)
     if g.sem then g.sem:release() end
@@ -118,11 +134,17 @@ function M.group(opts)
   return g
 end
 
-local function start(g, fn, ...)
+-- start(g, t, fn, ...) -> true: run fn(ctx, ...) in a task of g, a child
+-- of t (the running task). After a wait returned, it begins a new round.
+local function start(g, t, fn, ...)
+  if g.ended then
+    g.ctx, g.cancel = ctxmod.with_cancel(g.parent)
+    g.first, g.others, g.ended = nil, nil, false
+  end
   local n = select("#", ...)
   local args = { n = n + 1, g.ctx, ... }
   g.live.n = g.live.n + 1
-  S.spawn_hooked(S.cur("go"), fn, args, g.ctx, g.on_done)
+  S.spawn_hooked(t, fn, args, g.ctx, g.on_done)
   return true
 end
 
@@ -133,11 +155,12 @@ end
 function Group:go(fn, ...)
   checkmt(self, GroupMT, 1, "go")
   if type(fn) ~= "function" then typeerror(1, "go", "function", fn) end
+  local t = S.cur("go")
   if self.sem then
     local ok, err = self.sem:acquire()
     if not ok then return nil, err end
   end
-  return start(self, fn, ...)
+  return start(self, t, fn, ...)
 end
 
 -- group:try_go(fn, ...) -> true if a task was started, false when the limit
@@ -145,22 +168,26 @@ end
 function Group:try_go(fn, ...)
   checkmt(self, GroupMT, 1, "try_go")
   if type(fn) ~= "function" then typeerror(1, "try_go", "function", fn) end
+  local t = S.cur("try_go")
   if self.sem and not self.sem:try_acquire() then return false end
-  return start(self, fn, ...)
+  return start(self, t, fn, ...)
 end
 
 -- group:wait([ctx]) -> nil | err: wait for every task of the group, then
--- cancel its context; returns the first error, later ones in err.others.
--- If ctx is cancelled first, returns that error (the tasks go on).
+-- cancel its context and end the round; returns the first error, later
+-- ones in err.others. If ctx is cancelled first, returns that error (the
+-- tasks go on, and so does the round).
 function Group:wait(ctx)
   checkmt(self, GroupMT, 1, "wait")
-  local ok, err = counter_wait(self.live, ctx, "wait")
+  local ok, err = counter_wait(self.live, S.cur("wait"),
+    optctx(ctx, 1, "wait"), "wait")
   if not ok then return err end
   self.cancel()
+  self.ended = true
   return result(self)
 end
 
--- group:context() -> the group's context
+-- group:context() -> the context of the group's current round
 function Group:context()
   checkmt(self, GroupMT, 1, "context")
   return self.ctx
@@ -200,6 +227,7 @@ function Limiter:go(ctx, fn)
   checkmt(self, LimiterMT, 1, "go")
   checkmt(ctx, CtxMT, 1, "go")
   if type(fn) ~= "function" then typeerror(2, "go", "function", fn) end
+  local t = S.cur("go")
   if self.closed then return false end
   if not self.sem:acquire(ctx) then return false end
   if self.closed then
@@ -207,7 +235,7 @@ function Limiter:go(ctx, fn)
     return false
   end
   self.live.n = self.live.n + 1
-  S.spawn_hooked(S.cur("go"), fn, { n = 1, ctx }, ctx, self.on_done)
+  S.spawn_hooked(t, fn, { n = 1, ctx }, ctx, self.on_done)
   return true
 end
 
@@ -215,8 +243,10 @@ end
 -- running tasks.
 function Limiter:close(ctx)
   checkmt(self, LimiterMT, 1, "close")
+  local t = S.cur("close")
+  optctx(ctx, 1, "close")
   self.closed = true
-  return counter_wait(self.live, ctx, "close")
+  return counter_wait(self.live, t, ctx, "close")
 end
 
 function LimiterMT.__tostring(l)
@@ -259,6 +289,7 @@ function Parallel:process(ctx, n, fn)
       (type(n) == "number" and tostring(n) or type(n)))
   end
   if type(fn) ~= "function" then typeerror(3, "process", "function", fn) end
+  local me = S.cur("process")
   local g = M.group { ctx = ctx, limit = self.concurrency }
   local gctx = g.ctx
   local batch = self.batch_size
@@ -267,7 +298,7 @@ function Parallel:process(ctx, n, fn)
     -- is, or a batch failed) no new batch starts.
     if not g.sem:acquire(gctx) then break end
     local hi = math_min(lo + batch - 1, n)
-    start(g, function(c) return fn(lo, hi, c) end)
+    start(g, me, function(c) return fn(lo, hi, c) end)
   end
   -- The batches started run to their end, whatever happens to the caller.
   local err = g:wait(S.background)
@@ -356,7 +387,8 @@ end
 -- ones in err.others.
 function Jobs:wait(ctx)
   checkmt(self, JobsMT, 1, "wait")
-  local ok, err = counter_wait(self.live, ctx, "wait")
+  local ok, err = counter_wait(self.live, S.cur("wait"),
+    optctx(ctx, 1, "wait"), "wait")
   if not ok then return err end
   return result(self)
 end

@@ -242,10 +242,11 @@ end
 -- waiting, the reservation is given back.
 function Limiter:wait(n, ctx)
   checkmt(self, LimiterMT, 1, "wait")
-  if n ~= nil and type(n) ~= "number" then n, ctx = nil, n end
+  local argctx = 2
+  if n ~= nil and type(n) ~= "number" then n, ctx, argctx = nil, n, 1 end
   n = checkn(n, 1, "wait")
   local t = S.cur("wait")
-  ctx = S.wait_ctx(t, ctx, 2, "wait")
+  ctx = S.wait_ctx(t, ctx, argctx, "wait")
   if n > self.bur and self.lim ~= INF then
     return nil, errors.new("rate", format("rate: wait(n=%d) exceeds " ..
       "limiter's burst %d", n, self.bur))
@@ -277,12 +278,14 @@ end
 --[[ Reservations ]]
 
 function Reservation:is_ok()
+  checkmt(self, ReservationMT, 1, "is_ok")
   return self.ok
 end
 
 -- reservation:delay_from(t) -> seconds to wait from t before acting
 -- (math.huge when not ok)
 function Reservation:delay_from(t)
+  checkmt(self, ReservationMT, 1, "delay_from")
   checkt(t, "delay_from")
   if not self.ok then return huge end
   local d = self.act - t
@@ -291,12 +294,14 @@ function Reservation:delay_from(t)
 end
 
 function Reservation:delay()
+  checkmt(self, ReservationMT, 1, "delay")
   return self:delay_from(now())
 end
 
 -- reservation:cancel_at(t), cancel(): give the tokens back, as far as the
 -- reservations made after this one allow.
 function Reservation:cancel_at(t)
+  checkmt(self, ReservationMT, 1, "cancel_at")
   checkt(t, "cancel_at")
   if not self.ok then return end
   local l = self.l
@@ -317,6 +322,7 @@ function Reservation:cancel_at(t)
 end
 
 function Reservation:cancel()
+  checkmt(self, ReservationMT, 1, "cancel")
   self:cancel_at(now())
 end
 
@@ -353,9 +359,13 @@ function M.multi(...)
 end
 
 -- The most restrictive limit and burst, the fewest tokens.
-function Multi:limit() return self.ls[1]:limit() end
+function Multi:limit()
+  checkmt(self, MultiMT, 1, "limit")
+  return self.ls[1]:limit()
+end
 
 function Multi:burst()
+  checkmt(self, MultiMT, 1, "burst")
   local b = huge
   for _, l in ipairs(self.ls) do
     if l:burst() < b then b = l:burst() end
@@ -364,6 +374,7 @@ function Multi:burst()
 end
 
 function Multi:tokens_at(t)
+  checkmt(self, MultiMT, 1, "tokens_at")
   checkt(t, "tokens_at")
   local m = huge
   for _, l in ipairs(self.ls) do
@@ -374,6 +385,7 @@ function Multi:tokens_at(t)
 end
 
 function Multi:tokens()
+  checkmt(self, MultiMT, 1, "tokens")
   return self:tokens_at(now())
 end
 
@@ -383,10 +395,12 @@ local MultiRes = {}
 local MultiResMT = { __index = MultiRes, __name = "weft.rate.reservation" }
 
 function MultiRes:is_ok()
+  checkmt(self, MultiResMT, 1, "is_ok")
   return self.ok
 end
 
 function MultiRes:delay_from(t)
+  checkmt(self, MultiResMT, 1, "delay_from")
   checkt(t, "delay_from")
   if not self.ok then return huge end
   local d = 0
@@ -398,15 +412,18 @@ function MultiRes:delay_from(t)
 end
 
 function MultiRes:delay()
+  checkmt(self, MultiResMT, 1, "delay")
   return self:delay_from(now())
 end
 
 function MultiRes:cancel_at(t)
+  checkmt(self, MultiResMT, 1, "cancel_at")
   checkt(t, "cancel_at")
   for _, r in ipairs(self.rs) do r:cancel_at(t) end
 end
 
 function MultiRes:cancel()
+  checkmt(self, MultiResMT, 1, "cancel")
   self:cancel_at(now())
 end
 
@@ -434,27 +451,36 @@ function multi_reserve(m, t, n, max_wait)
 end
 
 function Multi:allow_at(t, n)
+  checkmt(self, MultiMT, 1, "allow_at")
   return multi_reserve(self, checkt(t, "allow_at"), checkn(n, 2, "allow_at"),
     0).ok
 end
 
 function Multi:allow(n)
+  checkmt(self, MultiMT, 1, "allow")
   return multi_reserve(self, now(), checkn(n, 1, "allow"), 0).ok
 end
 
 function Multi:reserve_at(t, n)
+  checkmt(self, MultiMT, 1, "reserve_at")
   return multi_reserve(self, checkt(t, "reserve_at"),
     checkn(n, 2, "reserve_at"), huge)
 end
 
 function Multi:reserve(n)
+  checkmt(self, MultiMT, 1, "reserve")
   return multi_reserve(self, now(), checkn(n, 1, "reserve"), huge)
 end
 
 -- multi:wait([n] [, ctx]) -> true | nil, err: wait on each limiter in turn,
 -- most restrictive first (the book's MultiLimiter).
 function Multi:wait(n, ctx)
-  if n ~= nil and type(n) ~= "number" then n, ctx = nil, n end
+  checkmt(self, MultiMT, 1, "wait")
+  local argctx = 2
+  if n ~= nil and type(n) ~= "number" then n, ctx, argctx = nil, n, 1 end
+  n = checkn(n, 1, "wait")
+  -- Checked here, so that a bad argument blames the caller, not this loop.
+  S.wait_ctx(S.cur("wait"), ctx, argctx, "wait")
   for _, l in ipairs(self.ls) do
     local ok, err = l:wait(n, ctx)
     if not ok then return nil, err end

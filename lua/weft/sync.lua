@@ -13,11 +13,11 @@ local R = S.R
 local wq_new, wq_pop, wq_head, wq_ready = S.wq_new, S.wq_pop, S.wq_head,
   S.wq_ready
 local wake, wait_on = S.wake, S.wait_on
-local type, setmetatable, error, format = type, setmetatable, error,
-  string.format
+local type, getmetatable, setmetatable, error, format = type, getmetatable,
+  setmetatable, error, string.format
 local select, xpcall = select, xpcall
 local typeerror, argerror = S.typeerror, S.argerror
-local checkmt = S.checkmt
+local checkmt, CtxMT = S.checkmt, S.CtxMT
 
 local M = {}
 local nobj = 0
@@ -26,10 +26,16 @@ local function pack(...)
   return { n = select("#", ...), ... }
 end
 
--- cancelled(ctx, fname) -> err when the running task's wait would fail at
--- once (its context, or ctx, is cancelled); raises outside a task.
-local function cancelled(ctx, argn, fname)
-  local t = S.cur(fname)
+-- cancelled(t, ctx, argn, fname) -> err, ctx: err when the wait of t, the
+-- running task (S.cur), would fail at once (its context, or ctx, is
+-- cancelled), and the context the wait runs under. When ctx is neither nil
+-- nor a context it raises, blaming the caller of the API function that
+-- called it. NOTE: ctx is checked here rather than left to S.wait_ctx,
+-- which blames its caller's caller: this function's caller, inside weft.
+local function cancelled(t, ctx, argn, fname)
+  if ctx ~= nil and getmetatable(ctx) ~= CtxMT then
+    typeerror(argn, fname, "weft.ctx", ctx, 3)
+  end
   ctx = S.wait_ctx(t, ctx, argn, fname)
   local n = ctx.node
   return n and n.cerr, ctx
@@ -53,7 +59,7 @@ end
 function Mutex:lock(ctx)
   checkmt(self, MutexMT, 1, "lock")
   local err
-  err, ctx = cancelled(ctx, 1, "lock")
+  err, ctx = cancelled(S.cur("lock"), ctx, 1, "lock")
   if err then return nil, err end
   if not self.locked and not wq_ready(self.q) then
     self.locked = true
@@ -99,7 +105,7 @@ function Mutex:with(ctx, fn, ...)
   end
   if type(fn) ~= "function" then typeerror(2, "with", "function", fn) end
   local err
-  err, ctx = cancelled(ctx, 1, "with")
+  err, ctx = cancelled(S.cur("with"), ctx, 1, "with")
   if err then return nil, err end
   local ok
   ok, err = self:lock(ctx)
@@ -163,7 +169,7 @@ function Sem:acquire(ctx, k)
   if type(ctx) == "number" then ctx, k, argk = nil, ctx, 1 end
   k = checkweight(k, argk, "acquire")
   local err
-  err, ctx = cancelled(ctx, 1, "acquire")
+  err, ctx = cancelled(S.cur("acquire"), ctx, 1, "acquire")
   if err then return nil, err end
   if self.size - self.cur >= k and not wq_ready(self.q) then
     self.cur = self.cur + k
@@ -210,14 +216,22 @@ end
 
 --[[ Fence ]]
 -- A one-way gate: closed until released, then open for good (storj's
--- sync2.Fence).
+-- sync2.Fence). Waiters park on the fence's own wait queue; the channel
+-- released() hands out is only for select, and is closed on release. What
+-- others do with that channel (send on it, say) cannot change what wait
+-- returns.
 
 local Fence = {}
 local FenceMT = { __index = Fence, __name = "weft.fence" }
 
 -- weft.fence() -> fence
 function M.fence()
-  return setmetatable({ ch = chan.chan(), open = false }, FenceMT)
+  nobj = nobj + 1
+  local f = setmetatable({ ch = chan.chan(), open = false, id = nobj },
+    FenceMT)
+  f.q = wq_new(f, "wait")
+  f.q.what = format("wait of weft.fence #%d", nobj)
+  return f
 end
 
 -- fence:release(): open it; waiters go on. Idempotent.
@@ -225,6 +239,11 @@ function Fence:release()
   checkmt(self, FenceMT, 1, "release")
   if self.open then return end
   self.open = true
+  while true do
+    local t = wq_pop(self.q)
+    if not t then break end
+    wake(t, true)
+  end
   self.ch:close()
 end
 
@@ -245,13 +264,11 @@ end
 function Fence:wait(ctx)
   checkmt(self, FenceMT, 1, "wait")
   local err
-  err, ctx = cancelled(ctx, 1, "wait") -- level-triggered, released or not
+  -- Level-triggered: a cancelled context fails, released or not.
+  err, ctx = cancelled(S.cur("wait"), ctx, 1, "wait")
   if err then return nil, err end
   if self.open then return true end
-  local _
-  _, err = self.ch:recv(ctx)
-  if err.kind == "closed" then return true end
-  return nil, err
+  return wait_on(self.q, nil, ctx, "wait") -- release wakes it: true
 end
 
 function FenceMT.__tostring(f)
@@ -315,7 +332,7 @@ function Locked:modify(ctx, fn)
   if type(ctx) == "function" and fn == nil then ctx, fn = nil, ctx end
   if type(fn) ~= "function" then typeerror(2, "modify", "function", fn) end
   local err
-  err, ctx = cancelled(ctx, 1, "modify")
+  err, ctx = cancelled(S.cur("modify"), ctx, 1, "modify")
   if err then return nil, err end
   local ok
   ok, err = self.mu:lock(ctx)
