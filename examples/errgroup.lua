@@ -8,6 +8,8 @@
 -- and they shut down; g:wait() returns once all have stopped, with the
 -- error that started it.
 
+local weft = require "weft"
+
 local function server(name, fail_after)
   return function(ctx)
     local served = 0

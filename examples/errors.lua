@@ -13,6 +13,8 @@
 -- the raw one as its cause. The top level prints a friendly line with a log
 -- id, and logs the full record under the same id.
 
+local weft = require "weft"
+
 -- lowlevel: can the job's binary be opened?
 local function is_globally_exec(path)
   local f, msg = io.open(path, "rb")

@@ -6,6 +6,8 @@
 -- is loaded. They wait on the fence; the loader releases it. A fence is
 -- also a channel (released()), so a task can wait for it or a timeout.
 
+local weft = require "weft"
+
 local loaded = weft.fence()
 local data
 

@@ -3,6 +3,8 @@
 --
 --   weft examples/heartbeat.lua
 
+local weft = require "weft"
+
 weft.virtual_time(function()
   -- 1. An interval heartbeat: a worker pulses every second while it works;
   -- its results come every 2 s. The listener learns the worker is alive

@@ -6,6 +6,8 @@
 -- The greeters run inside main's scope, so when its timeout expires the one
 -- still sleeping is cancelled, and the program ends with no task left.
 
+local weft = require "weft"
+
 local greetings = weft.chan()
 
 weft.scope(function()

@@ -7,6 +7,8 @@
 -- cancelled. The jobs run under the server's root context, as children of
 -- the server task; jobs:wait() collects them when the server shuts down.
 
+local weft = require "weft"
+
 local root, shutdown = weft.with_cancel()
 local requests = weft.chan()
 

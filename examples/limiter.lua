@@ -6,6 +6,8 @@
 -- thousand open connections) runs at most n at a time; close() waits for
 -- the rest and refuses more.
 
+local weft = require "weft"
+
 local limiter = weft.limiter(8)
 local running, most, done = 0, 0, 0
 local ctx = weft.context()

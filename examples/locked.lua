@@ -7,6 +7,8 @@
 -- (the slow lookup below). A caller whose context expires while waiting for
 -- the lock gives up without running its function.
 
+local weft = require "weft"
+
 local cache = weft.locked({ entries = {}, hits = 0, misses = 0 })
 
 local function slow_lookup(key)

@@ -5,6 +5,8 @@
 -- storj's Parallel: cover items 1..n in batches, a few batches at a time.
 -- Each batch gets inclusive bounds, as Lua's `for i = lo, hi`.
 
+local weft = require "weft"
+
 local prices = {}
 for i = 1, 1000 do prices[i] = (i * 37) % 100 + 0.99 end
 

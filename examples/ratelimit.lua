@@ -10,6 +10,8 @@
 --   3. the API's limits, plus the disk's (1 per second) for reads and the
 --      network's (3 per second, burst 3) for resolves.
 
+local weft = require "weft"
+
 local rate = weft.rate
 local which = ...
 

@@ -6,6 +6,8 @@
 --
 --   weft examples/replicate.lua
 
+local weft = require "weft"
+
 weft.virtual_time(function()
   math.randomseed(7)
   local load = {}

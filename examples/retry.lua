@@ -5,6 +5,8 @@
 -- Runs on virtual time, so the backoff (0.1 s, 0.2 s, 0.4 s, ...) takes no
 -- real time and the printed times are exact.
 
+local weft = require "weft"
+
 local function flaky(fails)
   local calls = 0
   return function(_, attempt)

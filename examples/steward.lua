@@ -4,6 +4,8 @@
 --   weft examples/steward.lua                  real time (about 9 seconds)
 --   weft --virtual-time examples/steward.lua   the same, at once
 
+local weft = require "weft"
+
 local function log(msg)
   print(("%5.1f %s"):format(weft.now(), msg))
 end

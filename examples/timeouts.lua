@@ -8,6 +8,8 @@
 -- bounded by a deadline, after which every task unwinds: the producer's
 -- blocked send returns an error, it closes the channel and returns.
 
+local weft = require "weft"
+
 local readings = weft.chan()
 
 -- It runs under the deadline's context, so its waits fail once it passes.
