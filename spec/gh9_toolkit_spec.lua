@@ -22,6 +22,15 @@ local function at(line, msg)
   return ("%s:%d: %s"):format(SRC, line, msg)
 end
 
+-- read(path) -> the text of a file of the repository, or nil.
+local function read(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 describe("gh-9: the toolkit", function()
   it("gh-9: bad arguments to sync waits blame the caller's line",
     vtask(function()
@@ -317,4 +326,56 @@ describe("gh-9: the toolkit", function()
     assert.same({ 11, 12, 21, 22 }, order)
     assert.equal(4, weft.now())
   end))
+end)
+
+describe("gh-9: what a newcomer reads", function()
+  local function examples()
+    local out = {}
+    local p = io.popen("ls examples/*.lua")
+    for path in p:lines() do out[#out + 1] = path end
+    p:close()
+    return out
+  end
+
+  it("gh-9: every example starts with local weft = require \"weft\"",
+    function()
+      local list = examples()
+      assert.is_true(#list > 10)
+      for _, path in ipairs(list) do
+        -- The first line that is not a comment or blank.
+        local first
+        for l in read(path):gmatch("[^\n]*") do
+          if not l:find("^%-%-") and l:find("%S") then
+            first = l
+            break
+          end
+        end
+        assert.equal('local weft = require "weft"', first, path)
+      end
+    end)
+
+  it("gh-9: every Lua snippet of the docs starts with local weft = " ..
+    "require \"weft\"", function()
+      for _, path in ipairs({ "docs/guide.md", "docs/api.md",
+          "README.md" }) do
+        for snippet in read(path):gmatch("```lua\n(.-)```") do
+          -- Setting the module's path, for a stock LuaJIT, comes first.
+          local body = snippet:gsub("^package%.[^\n]*\n", "")
+          assert.equal('local weft = require "weft"', body:match("^[^\n]*"),
+            path .. ": " .. snippet:match("^[^\n]*"))
+        end
+      end
+      assert.truthy(read("docs/guide.md"):find("local weft = require " ..
+        "\"weft\"` works both", 1, true))
+    end)
+
+  it("gh-9: the project has a LICENSE and a CHANGELOG", function()
+    local license = read("LICENSE")
+    assert.truthy(license:find("^MIT License\n"))
+    assert.truthy(license:find("Copyright (c) 2026 the weft authors", 1,
+      true))
+    local changelog = read("CHANGELOG.md")
+    assert.truthy(changelog:find("\n## %[Unreleased%]\n"))
+    assert.truthy(changelog:find("\n## %[0%.1%.0%]"))
+  end)
 end)
