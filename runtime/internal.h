@@ -14,6 +14,7 @@
 #define WEFT__EV_INTERRUPT 1u
 #define WEFT__EV_QUIT 2u
 #define WEFT__EV_POST 4u
+#define WEFT__EV_WORK 8u /* jobs of the worker pool are done */
 
 /*
 ** The timer heap: a binary min-heap of ids ordered by (deadline, seq). Ids
@@ -52,6 +53,14 @@ struct weft__post {
   struct weft__post *next;
 };
 
+/* Bytes that cross between Lua states (copy.c). */
+struct weft__buf {
+  char *p;
+  size_t n, cap;
+};
+
+struct weft__pool;
+
 struct weft_runtime {
   uv_loop_t *loop;
   uv_loop_t own_loop;
@@ -71,6 +80,7 @@ struct weft_runtime {
   uv_mutex_t post_mu;
   struct weft__post *posts, *posts_tail;
   char *last_error;
+  struct weft__pool *pool; /* the worker threads, made on first use */
 };
 
 /* timer.c */
@@ -89,6 +99,22 @@ void weft__preload(lua_State *L);
 
 /* wait.c: the loader of weft.wait, the scheduler's yield. */
 int weft__open_wait(lua_State *L);
+
+/* copy.c: encode n values from stack index `from` (value i is named
+** root[i] in errors, value 1 name1 when not NULL); 0, or -1 with the
+** refused value's path and why in err. Decode pushes the values and
+** returns how many, or -1 with the reason pushed (corrupt bytes, a module
+** that does not load on this side). */
+int weft__copy_encode(lua_State *L, int from, int n, struct weft__buf *b,
+                      const char *root, const char *name1, char *err,
+                      size_t errlen);
+int weft__copy_decode(lua_State *L, const char *p, size_t n);
+void weft__buf_free(struct weft__buf *b);
+int weft__open_copy(lua_State *L);
+
+/* pool.c: the loader of weft.pool; stopping and freeing the pool. */
+int weft__open_pool(lua_State *L);
+void weft__pool_free(weft_runtime *rt);
 
 /* runtime.c */
 int weft__drive(weft_runtime *rt, lua_State *L);

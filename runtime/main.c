@@ -212,6 +212,8 @@ static void usage(FILE *f) {
       "  -e code     run code (may be given several times)\n"
       "  -l name     require library 'name' before the script\n"
       "  -v          verbose errors: the full record of each (also WEFT_LOG)\n"
+    "  --workers N worker threads for weft.work (default: WEFT_WORKERS, else\n"
+    "              the number of CPUs)\n"
     "  --virtual-time  run on virtual time: the clock starts at 0 and jumps\n"
     "              to the next timer whenever every task is blocked\n"
       "  --version   print the version and exit\n"
@@ -401,6 +403,16 @@ int main(int argc, char **argv) {
       cfg.verbose = 1;
     } else if (strcmp(a, "--virtual-time") == 0) {
       cfg.virtual_time = 1;
+    } else if (strcmp(a, "--workers") == 0) {
+      char *end = NULL;
+      long n = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+      if (end == NULL || *end != '\0' || n < 1 || n > 1024) {
+        fprintf(stderr, "weft: '--workers' needs a number from 1 to 1024\n");
+        usage(stderr);
+        return EXIT_USAGE;
+      }
+      cfg.workers = (int)n;
+      i++;
     } else if (strcmp(a, "-e") == 0 || strcmp(a, "-l") == 0) {
       if (++i >= argc) {
         fprintf(stderr, "weft: '%s' needs an argument\n", a);

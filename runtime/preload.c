@@ -56,5 +56,9 @@ void weft__preload(lua_State *L) {
   /* The C part of the scheduler: see wait.c. */
   lua_pushcfunction(L, weft__open_wait);
   lua_setfield(L, -2, "weft.wait");
+  lua_pushcfunction(L, weft__open_copy);
+  lua_setfield(L, -2, "weft.copy");
+  lua_pushcfunction(L, weft__open_pool);
+  lua_setfield(L, -2, "weft.pool");
   lua_pop(L, 2);
 }

@@ -565,6 +565,8 @@ static void unload(lua_State *L) {
 
 void weft_free(weft_runtime *rt) {
   if (rt == NULL) return;
+  /* First: workers post to the async handle closed below. */
+  weft__pool_free(rt);
   if (rt->owns_L) {
     lua_close(rt->L);
   } else {

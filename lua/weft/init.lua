@@ -15,6 +15,7 @@ local rate = require "weft.rate"
 local heartbeat = require "weft.heartbeat"
 local steward = require "weft.steward"
 local replicate = require "weft.replicate"
+local work = require "weft.work"
 
 local R = S.R
 local type, select, unpack = type, select, unpack
@@ -84,6 +85,11 @@ local weft = {
   heartbeat = heartbeat.heartbeat,
   steward = steward.steward,
   replicate = replicate.replicate,
+
+  -- CPU work on the worker threads
+  work = work.work,
+  work_module = work.work_module,
+  workers = work.workers,
 
   -- errors
   error = errors.error,

@@ -57,13 +57,13 @@ local c_now, c_timer_add, c_timer_del, c_timer_pop = api.now, api.timer_add,
 local c_events, c_wall = api.events, api.wall
 
 -- Event bits set by the C side (runtime.c, WEFT__EV_*).
-local EV_INTERRUPT, EV_QUIT, EV_POST = 1, 2, 4
+local EV_INTERRUPT, EV_QUIT, EV_POST, EV_WORK = 1, 2, 4, 8
 
 local S = {}
 
 -- R is the runtime's Lua-side state shared by the weft modules: the running
 -- task (R.cur) and the late-bound hooks of modules loaded after this one.
-local R = { cur = nil }
+local R = { cur = nil, nwork = 0 } -- nwork: tasks waiting on the pool
 S.R = R
 
 -- Task slots. The extension table (T_X) holds: name, node (the task's own
@@ -458,10 +458,15 @@ function unpark(t)
   local w = t[T_WAIT]
   if type(w) == "number" then
     timer_stop(w, t)
-  elseif getmetatable(w) == WaitqMT then
-    w.dead = w.dead + 1
-  elseif w ~= FOREVER then
-    R.select_unpark(w)
+  else
+    local mt = getmetatable(w)
+    if mt == WaitqMT then
+      w.dead = w.dead + 1
+    elseif mt and mt.unpark then -- a job on the worker pool (weft.work)
+      mt.unpark(w)
+    elseif w ~= FOREVER then
+      R.select_unpark(w)
+    end
   end
 end
 S.unpark = unpark
@@ -1570,7 +1575,9 @@ local function describe_wait(t)
     return format("sleep until %.3f", timer_deadline(w))
   end
   if w == FOREVER then return "context (until cancelled)" end
-  if getmetatable(w) == WaitqMT then
+  local mt = getmetatable(w)
+  if mt and mt.describe then return mt.describe(w) end
+  if mt == WaitqMT then
     if w.dir == "join" then return format("join of task %d", w.owner[T_ID]) end
     if w.what then return w.what end
     return format("%s on %s", w.dir, R.chan_describe(w.owner))
@@ -1727,6 +1734,7 @@ local function poll_events()
   if ev == 0 then return end
   if band(ev, EV_INTERRUPT) ~= 0 then interrupt() end
   if band(ev, EV_POST) ~= 0 then core.drain_posts() end
+  if band(ev, EV_WORK) ~= 0 then R.work_collect() end
   if band(ev, EV_QUIT) ~= 0 then R.on_quit() end
 end
 
@@ -1792,7 +1800,10 @@ function S.tick(budget)
     end
     ran = ran + 1
   end
-  if fill_n == 0 and run_i > run_n and clocks[1] and advance() then
+  -- A task waiting on the worker pool is not durably blocked: virtual time
+  -- does not jump past a job that is still running.
+  if fill_n == 0 and run_i > run_n and clocks[1] and R.nwork == 0 and
+      advance() then
     -- Virtual time moved. What it fired may have woken nobody (a ticker,
     -- a weft.after no one waits for): report one ready, so that the driver
     -- ticks again, and the clocks go on, rather than finding a deadlock.

@@ -61,6 +61,8 @@ typedef struct weft_config {
   const char *log_path;   /* append the full record of each top-level
                              failure to this file (WEFT_LOG); may be NULL */
   int virtual_time;       /* top-level tasks run on virtual time */
+  int workers;            /* worker threads for weft.work; 0: WEFT_WORKERS,
+                             else the number of CPUs */
 } weft_config;
 
 /* Create a runtime with its own loop and Lua state. NULL on out-of-memory,

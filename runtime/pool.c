@@ -1,0 +1,618 @@
+/*
+** pool.c: the runtime's worker threads, for CPU work (weft.work).
+**
+** Each runtime owns its pool (libuv's uv_queue_work pool is process-wide,
+** shared with every other library in the process). Threads start on first
+** use, up to the pool's size, and are joined when the runtime is freed.
+** Each thread has a LuaJIT state of its own with the standard libraries and
+** the main state's package.path and package.cpath; a job arrives there as
+** bytes (copy.c), runs, and its results go back as bytes.
+**
+** The loop thread and the workers share the queue of jobs waiting, each
+** worker's running job and the list of jobs done, under one mutex. A worker
+** that finishes a job puts it on the done list, sets WEFT__EV_WORK and wakes
+** the loop through the runtime's async handle; the scheduler then takes the
+** results (lpool_take) and wakes the waiting task. While jobs are in flight
+** the async handle keeps the loop alive, so a task waiting on the pool is
+** never taken for a deadlock.
+**
+** Cancellation: a job still queued is dropped at once; a running one has
+** its cancel flag set, which weft.worker.canceled() reads and a count hook
+** checks every HOOK_COUNT instructions, raising in the job; either way its
+** result is discarded and the caller has already returned. NOTE: LuaJIT
+** runs no hooks in compiled code, so a job stuck in a compiled loop that
+** never returns to the interpreter cannot be stopped: its thread stays busy
+** until the job ends, and a replacement thread is started in its place.
+** When the runtime is freed, such a thread is given a grace period, then
+** left behind (detached, its state not freed) rather than waited for.
+*/
+#include <lauxlib.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define HOOK_COUNT 1000
+#define GRACE_NS 2000000000ull /* how long weft_free waits for a job */
+
+struct weft__job {
+  struct weft__job *next;
+  struct weft__buf in;  /* the function or module and name, then args */
+  struct weft__buf out; /* results, or message and traceback */
+  int module;           /* work_module: in starts with two names */
+  int ok;               /* out holds results (1) or an error (0) */
+  int discard;          /* cancelled while running: the worker frees it */
+  atomic_int cancel;
+};
+
+struct weft__worker {
+  struct weft__pool *pool;
+  uv_thread_t tid;
+  struct weft__job *job; /* running, or NULL */
+  int exited;
+  int lost;              /* its job ignored cancellation */
+};
+
+struct weft__pool {
+  weft_runtime *rt;
+  uv_mutex_t mu;
+  uv_cond_t work_cv; /* a job was queued, or the pool stops */
+  uv_cond_t exit_cv; /* a worker exited */
+  struct weft__job *qhead, *qtail; /* queued */
+  struct weft__job *dhead, *dtail; /* done, for the loop to take */
+  struct weft__worker **workers;   /* started, including lost ones */
+  int nworkers, cap;
+  int size;  /* how many may run jobs at once */
+  int idle;  /* workers waiting for a job */
+  int nlost; /* workers running a job that was cancelled and goes on */
+  int stopping;
+  int inflight; /* loop thread only: jobs submitted, not yet taken */
+  char *path, *cpath;
+};
+
+static void job_free(struct weft__job *j) {
+  if (j == NULL) return;
+  weft__buf_free(&j->in);
+  weft__buf_free(&j->out);
+  free(j);
+}
+
+/*{======================================================================
+** Workers
+**=======================================================================*/
+
+static const char worker_key = 0; /* registry: the worker of a state */
+
+static struct weft__worker *worker_of(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&worker_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  struct weft__worker *w = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return w;
+}
+
+/* The job's cancel flag, read by the worker running it. The flag is set
+** by the loop thread under the mutex; reading it needs no lock. */
+static int is_canceled(struct weft__worker *w) {
+  return w->job != NULL && atomic_load(&w->job->cancel);
+}
+
+static void hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (is_canceled(worker_of(L)))
+    luaL_error(L, "weft.work: the job was canceled");
+}
+
+/* weft.worker.canceled() -> true once the running job is cancelled. */
+static int lworker_canceled(lua_State *L) {
+  lua_pushboolean(L, is_canceled(worker_of(L)));
+  return 1;
+}
+
+/* In a worker, `weft` offers only weft.worker: the task API lives on the
+** main thread, and a call to it says so. */
+static const char worker_setup[] =
+    "local worker, path, cpath, version = ...\n"
+    "package.path, package.cpath = path, cpath\n"
+    "local stub = setmetatable({ worker = worker, _VERSION = version }, {\n"
+    "  __index = function(_, k)\n"
+    "    return function()\n"
+    "      error('weft.' .. tostring(k) .. ': not available on a worker '\n"
+    "        .. 'thread (the task API lives on the main thread; a job '\n"
+    "        .. 'returns its results instead)', 2)\n"
+    "    end\n"
+    "  end })\n"
+    "package.loaded.weft, package.loaded['weft.worker'] = stub, worker\n"
+    "weft = stub\n";
+
+static lua_State *worker_state(struct weft__worker *w) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return NULL;
+  luaL_openlibs(L);
+  lua_pushlightuserdata(L, (void *)&worker_key);
+  lua_pushlightuserdata(L, w);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  if (luaL_loadbuffer(L, worker_setup, sizeof worker_setup - 1,
+                      "=weft.worker") != 0)
+    goto fail;
+  lua_newtable(L);
+  lua_pushcfunction(L, lworker_canceled);
+  lua_setfield(L, -2, "canceled");
+  lua_pushstring(L, w->pool->path);
+  lua_pushstring(L, w->pool->cpath);
+  lua_pushliteral(L, WEFT_VERSION_STRING);
+  if (lua_pcall(L, 4, 0, 0) != 0) goto fail;
+  return L;
+fail:
+  lua_close(L);
+  return NULL;
+}
+
+/* The error handler of a job: {message, traceback}. */
+static int on_error(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1))
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 1));
+  }
+  lua_createtable(L, 2, 0);
+  lua_pushstring(L, msg);
+  lua_rawseti(L, -2, 1);
+  luaL_traceback(L, L, NULL, 1);
+  lua_rawseti(L, -2, 2);
+  return 1;
+}
+
+/* Put the job's function on the stack: decoded, or module[func]. Returns
+** the number of arguments pushed after it, or -1 with a message pushed. */
+static int job_function(lua_State *L, struct weft__job *j) {
+  int base = lua_gettop(L);
+  int n = weft__copy_decode(L, j->in.p, j->in.n);
+  if (n < 0) return -1; /* the message is pushed */
+  if (n < 1 || (j->module && n < 2)) {
+    lua_settop(L, base);
+    lua_pushliteral(L, "weft.work: corrupt job");
+    return -1;
+  }
+  if (!j->module) return n - 1;
+  /* module name, function name, args...: require(mod)[func] */
+  lua_getglobal(L, "require");
+  lua_pushvalue(L, base + 1);
+  if (lua_pcall(L, 1, 1, 0) != 0) return -1;
+  if (!lua_istable(L, -1)) {
+    lua_pushfstring(L, "module '%s' is not a table",
+                    lua_tostring(L, base + 1));
+    return -1;
+  }
+  lua_getfield(L, -1, lua_tostring(L, base + 2));
+  if (!lua_isfunction(L, -1)) {
+    lua_pushfstring(L, "module '%s' has no function '%s'",
+                    lua_tostring(L, base + 1), lua_tostring(L, base + 2));
+    return -1;
+  }
+  lua_replace(L, base + 1);
+  lua_pop(L, 1);
+  lua_remove(L, base + 2);
+  return n - 2;
+}
+
+/* Write an error (message, traceback) as the job's outcome. */
+static void job_fail(lua_State *L, struct weft__job *j, int err_idx) {
+  char err[256];
+  j->ok = 0;
+  weft__buf_free(&j->out);
+  if (err_idx < 0) err_idx = lua_gettop(L) + err_idx + 1;
+  if (lua_istable(L, err_idx)) {
+    lua_rawgeti(L, err_idx, 1);
+    lua_rawgeti(L, err_idx, 2);
+  } else {
+    lua_pushvalue(L, err_idx);
+    lua_pushnil(L);
+  }
+  if (weft__copy_encode(L, -2, 2, &j->out, "error", NULL, err,
+                        sizeof err) != 0)
+    weft__buf_free(&j->out);
+}
+
+static void job_run(lua_State *L, struct weft__job *j) {
+  char err[256];
+  lua_settop(L, 0);
+  lua_pushcfunction(L, on_error);
+  int n = job_function(L, j);
+  if (n < 0) {
+    job_fail(L, j, -1);
+    goto done;
+  }
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
+  int rc = lua_pcall(L, n, LUA_MULTRET, 1);
+  lua_sethook(L, NULL, 0, 0);
+  if (rc != 0) {
+    job_fail(L, j, -1);
+    goto done;
+  }
+  j->ok = 1;
+  if (weft__copy_encode(L, 2, lua_gettop(L) - 1, &j->out, "results", NULL,
+                        err, sizeof err) != 0) {
+    lua_pushfstring(L, "weft.work: %s", err);
+    job_fail(L, j, -1);
+  }
+done:
+  lua_settop(L, 0);
+}
+
+/* Tell the loop that jobs are done. Called with the mutex held. */
+static void post_done(struct weft__pool *p) {
+  atomic_fetch_or(&p->rt->events, WEFT__EV_WORK);
+  uv_async_send(&p->rt->async);
+}
+
+static void worker_main(void *arg) {
+  struct weft__worker *w = arg;
+  struct weft__pool *p = w->pool;
+  lua_State *L = worker_state(w);
+  uv_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->stopping && p->qhead == NULL) {
+      p->idle++;
+      uv_cond_wait(&p->work_cv, &p->mu);
+      p->idle--;
+    }
+    if (p->stopping) break;
+    struct weft__job *j = p->qhead;
+    p->qhead = j->next;
+    if (p->qhead == NULL) p->qtail = NULL;
+    j->next = NULL;
+    w->job = j;
+    uv_mutex_unlock(&p->mu);
+    if (L != NULL) {
+      job_run(L, j);
+    } else {
+      j->ok = 0;
+      j->out.n = 0; /* no state: the loop reports it */
+    }
+    uv_mutex_lock(&p->mu);
+    w->job = NULL;
+    if (w->lost) p->nlost--;
+    w->lost = 0;
+    if (j->discard) {
+      job_free(j);
+    } else {
+      if (p->dtail)
+        p->dtail->next = j;
+      else
+        p->dhead = j;
+      p->dtail = j;
+      post_done(p);
+    }
+  }
+  uv_mutex_unlock(&p->mu);
+  if (L != NULL) lua_close(L);
+  uv_mutex_lock(&p->mu);
+  w->exited = 1;
+  uv_cond_broadcast(&p->exit_cv);
+  uv_mutex_unlock(&p->mu);
+}
+
+/* Start a worker if none waits and the pool may grow. Called with the
+** mutex held. A thread started a moment ago may not wait yet: then one
+** more starts than needed, never more than the size (a lost worker does
+** not count, see lpool_cancel). Returns 0, or -1 when no thread could be
+** started (the job waits for a busy worker, or fails if there is none). */
+static int maybe_grow(struct weft__pool *p) {
+  if (p->idle > 0 || p->nworkers - p->nlost >= p->size) return 0;
+  if (p->nworkers == p->cap) {
+    int cap = p->cap ? p->cap * 2 : 4;
+    struct weft__worker **ws = realloc(p->workers, (size_t)cap * sizeof *ws);
+    if (ws == NULL) return -1;
+    p->workers = ws;
+    p->cap = cap;
+  }
+  struct weft__worker *w = calloc(1, sizeof *w);
+  if (w == NULL) return -1;
+  w->pool = p;
+  if (uv_thread_create(&w->tid, worker_main, w) != 0) {
+    free(w);
+    return -1;
+  }
+  p->workers[p->nworkers++] = w;
+  return 0;
+}
+/*}======================================================================*/
+
+/*{======================================================================
+** The pool
+**=======================================================================*/
+
+static int pool_size(const weft_runtime *rt) {
+  if (rt->cfg.workers > 0) return rt->cfg.workers;
+  const char *env = getenv("WEFT_WORKERS");
+  if (env != NULL && atoi(env) > 0) return atoi(env);
+  unsigned n = uv_available_parallelism();
+  return n > 0 ? (int)n : 1;
+}
+
+static char *field_copy(lua_State *L, const char *name) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, name);
+  const char *s = lua_tostring(L, -1);
+  char *c = strdup(s ? s : "");
+  lua_pop(L, 2);
+  return c;
+}
+
+static struct weft__pool *pool_get(lua_State *L, weft_runtime *rt) {
+  if (rt->pool != NULL) return rt->pool;
+  struct weft__pool *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  p->rt = rt;
+  p->size = pool_size(rt);
+  p->path = field_copy(L, "path");
+  p->cpath = field_copy(L, "cpath");
+  if (p->path == NULL || p->cpath == NULL) goto fail;
+  if (uv_mutex_init(&p->mu) != 0) goto fail;
+  if (uv_cond_init(&p->work_cv) != 0) goto fail_mu;
+  if (uv_cond_init(&p->exit_cv) != 0) goto fail_cv;
+  rt->pool = p;
+  return p;
+fail_cv:
+  uv_cond_destroy(&p->work_cv);
+fail_mu:
+  uv_mutex_destroy(&p->mu);
+fail:
+  free(p->path);
+  free(p->cpath);
+  free(p);
+  return NULL;
+}
+
+/* All workers gone, or the grace period over: 1 if every one exited. */
+static int wait_exits(struct weft__pool *p) {
+  uint64_t end = uv_hrtime() + GRACE_NS;
+  for (;;) {
+    int all = 1;
+    for (int i = 0; i < p->nworkers; i++)
+      if (!p->workers[i]->exited) all = 0;
+    if (all) return 1;
+    uint64_t now = uv_hrtime();
+    if (now >= end) return 0;
+    uv_cond_timedwait(&p->exit_cv, &p->mu, end - now);
+  }
+}
+
+void weft__pool_free(weft_runtime *rt) {
+  struct weft__pool *p = rt->pool;
+  if (p == NULL) return;
+  rt->pool = NULL;
+  uv_mutex_lock(&p->mu);
+  p->stopping = 1;
+  for (struct weft__job *j = p->qhead, *next; j != NULL; j = next) {
+    next = j->next;
+    job_free(j);
+  }
+  p->qhead = p->qtail = NULL;
+  for (int i = 0; i < p->nworkers; i++) {
+    struct weft__job *j = p->workers[i]->job;
+    if (j != NULL) {
+      j->discard = 1;
+      atomic_store(&j->cancel, 1);
+    }
+  }
+  uv_cond_broadcast(&p->work_cv);
+  int all = wait_exits(p);
+  uv_mutex_unlock(&p->mu);
+  if (!all) {
+    /* NOTE: a job that ignores cancellation (a compiled loop, see the top
+    ** of this file) keeps its thread; the pool stays allocated for it,
+    ** since it still takes the mutex when its job ends. */
+    fprintf(stderr, "weft: a job on the worker pool ignored cancellation;"
+                    " its thread is left running\n");
+    for (int i = 0; i < p->nworkers; i++)
+      if (!p->workers[i]->exited) pthread_detach(p->workers[i]->tid);
+    return;
+  }
+  for (int i = 0; i < p->nworkers; i++) {
+    uv_thread_join(&p->workers[i]->tid);
+    free(p->workers[i]);
+  }
+  for (struct weft__job *j = p->dhead, *next; j != NULL; j = next) {
+    next = j->next;
+    job_free(j);
+  }
+  free(p->workers);
+  uv_cond_destroy(&p->exit_cv);
+  uv_cond_destroy(&p->work_cv);
+  uv_mutex_destroy(&p->mu);
+  free(p->path);
+  free(p->cpath);
+  free(p);
+}
+
+/* In flight: keep the loop alive (the runtime's async handle is otherwise
+** unreferenced, for the deadlock check). Loop thread only. */
+static void inflight_add(struct weft__pool *p, int d) {
+  int before = p->inflight;
+  p->inflight += d;
+  if (before == 0 && p->inflight > 0) uv_ref((uv_handle_t *)&p->rt->async);
+  if (before > 0 && p->inflight == 0) uv_unref((uv_handle_t *)&p->rt->async);
+}
+/*}======================================================================*/
+
+/*{======================================================================
+** Lua binding: weft.pool, used by lua/weft/work.lua
+**=======================================================================*/
+
+static weft_runtime *rt_of(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&weft__rt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  weft_runtime *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (rt == NULL) luaL_error(L, "weft.work: no runtime in this state");
+  return rt;
+}
+
+/* Queue job j (its input encoded). Raises on failure, freeing j. */
+static void submit(lua_State *L, struct weft__pool *p, struct weft__job *j) {
+  uv_mutex_lock(&p->mu);
+  if (p->stopping || maybe_grow(p) != 0 || p->nworkers == 0) {
+    uv_mutex_unlock(&p->mu);
+    job_free(j);
+    luaL_error(L, "weft.work: cannot start a worker thread");
+  }
+  if (p->qtail)
+    p->qtail->next = j;
+  else
+    p->qhead = j;
+  p->qtail = j;
+  uv_cond_signal(&p->work_cv);
+  uv_mutex_unlock(&p->mu);
+  inflight_add(p, 1);
+  lua_pushlightuserdata(L, j);
+}
+
+/* pool.submit(what, module, fn_or_mod, [func,] ...) -> job: encode and
+** queue. `what` names the call in errors; module is a boolean. */
+static int lpool_submit(lua_State *L) {
+  weft_runtime *rt = rt_of(L);
+  const char *what = luaL_checkstring(L, 1);
+  int module = lua_toboolean(L, 2);
+  char err[256], msg[300];
+  struct weft__pool *p = pool_get(L, rt);
+  if (p == NULL) return luaL_error(L, "%s: out of memory", what);
+  struct weft__job *j = calloc(1, sizeof *j);
+  if (j == NULL) return luaL_error(L, "%s: out of memory", what);
+  j->module = module;
+  /* One buffer for the function and its arguments, so that references
+  ** between them are kept. Paths read "fn" and "args[i]"; a module's name
+  ** and function are args[-1] and args[0], and always strings. */
+  int rc = weft__copy_encode(L, 3, lua_gettop(L) - 2, &j->in,
+                             "args", module ? NULL : "fn", err, sizeof err);
+  if (rc != 0) {
+    job_free(j);
+    snprintf(msg, sizeof msg, "%s: %s", what, err);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+  }
+  submit(L, p, j);
+  return 1;
+}
+
+/* pool.take() -> job, ok, ... | nil: one finished job, its results (ok
+** true) or its message and traceback (ok false). */
+static int lpool_take(lua_State *L) {
+  weft_runtime *rt = rt_of(L);
+  struct weft__pool *p = rt->pool;
+  if (p == NULL) return 0;
+  uv_mutex_lock(&p->mu);
+  struct weft__job *j = p->dhead;
+  if (j != NULL) {
+    p->dhead = j->next;
+    if (p->dhead == NULL) p->dtail = NULL;
+  }
+  uv_mutex_unlock(&p->mu);
+  if (j == NULL) return 0;
+  inflight_add(p, -1);
+  lua_settop(L, 0);
+  lua_pushlightuserdata(L, j);
+  lua_pushboolean(L, j->ok);
+  int n = -1;
+  if (j->out.n > 0)
+    n = weft__copy_decode(L, j->out.p, j->out.n);
+  else
+    lua_pushliteral(L, "the worker could not start (out of memory)");
+  job_free(j);
+  if (n < 0) {
+    /* The message is on top: a module of the results failed to load. */
+    lua_replace(L, 2);
+    lua_settop(L, 2);
+    lua_pushboolean(L, 0);
+    lua_insert(L, 2);
+    return 3;
+  }
+  return 2 + n;
+}
+
+/* pool.cancel(job): drop a queued or finished job, or discard a running
+** one's result and ask it to stop. The job is never taken after this. */
+static int lpool_cancel(lua_State *L) {
+  weft_runtime *rt = rt_of(L);
+  struct weft__pool *p = rt->pool;
+  struct weft__job *j = lua_touserdata(L, 1);
+  if (p == NULL || j == NULL) return 0;
+  uv_mutex_lock(&p->mu);
+  int found = 0;
+  /* Queued or done: unlink it. */
+  struct weft__job **lists[2] = {&p->qhead, &p->dhead};
+  struct weft__job **tails[2] = {&p->qtail, &p->dtail};
+  for (int l = 0; l < 2 && !found; l++) {
+    struct weft__job *prev = NULL;
+    for (struct weft__job *q = *lists[l]; q != NULL; prev = q, q = q->next) {
+      if (q != j) continue;
+      if (prev)
+        prev->next = q->next;
+      else
+        *lists[l] = q->next;
+      if (*tails[l] == q) *tails[l] = prev;
+      job_free(q);
+      found = 1;
+      break;
+    }
+  }
+  /* Running: the worker frees it. Its thread counts as lost until the job
+  ** ends, so that a new job gets a thread of its own meanwhile. */
+  for (int i = 0; i < p->nworkers && !found; i++) {
+    struct weft__worker *w = p->workers[i];
+    if (w->job != j) continue;
+    j->discard = 1;
+    atomic_store(&j->cancel, 1);
+    if (!w->lost) {
+      w->lost = 1;
+      p->nlost++;
+    }
+    found = 1;
+  }
+  uv_mutex_unlock(&p->mu);
+  if (found) inflight_add(p, -1);
+  return 0;
+}
+
+/* pool.size() -> how many jobs may run at once. */
+static int lpool_size(lua_State *L) {
+  weft_runtime *rt = rt_of(L);
+  lua_pushinteger(L, pool_size(rt));
+  return 1;
+}
+
+/* pool.stats() -> threads started, idle, lost, jobs in flight. */
+static int lpool_stats(lua_State *L) {
+  weft_runtime *rt = rt_of(L);
+  struct weft__pool *p = rt->pool;
+  if (p == NULL) {
+    for (int i = 0; i < 4; i++) lua_pushinteger(L, 0);
+    return 4;
+  }
+  uv_mutex_lock(&p->mu);
+  lua_pushinteger(L, p->nworkers);
+  lua_pushinteger(L, p->idle);
+  lua_pushinteger(L, p->nlost);
+  uv_mutex_unlock(&p->mu);
+  lua_pushinteger(L, p->inflight);
+  return 4;
+}
+
+int weft__open_pool(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"submit", lpool_submit}, {"take", lpool_take},
+      {"cancel", lpool_cancel}, {"size", lpool_size},
+      {"stats", lpool_stats},   {NULL, NULL},
+  };
+  lua_newtable(L);
+  luaL_register(L, NULL, funcs);
+  return 1;
+}
+/*}======================================================================*/
