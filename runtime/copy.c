@@ -98,8 +98,9 @@ struct enc {
   lua_State *L;
   struct weft__buf *b;
   int seen; /* stack index of a table: value -> reference number */
-  int mods; /* stack index of a table: module or its C function -> name,
-               made when first needed (0 before) */
+  int mods; /* stack index of a slot for the module map: module or its C
+               function -> name (see push_mods), nil until first needed */
+  int have_mods;
   int nref;
   int depth;
   const char *root;  /* value i is root[i], but see name1 */
@@ -178,49 +179,84 @@ static int oom(struct enc *e) {
 
 static int enc_value(struct enc *e, int idx);
 
-/* Build e->mods from package.loaded: each module table -> its name, and
-** each C function field of one -> {name, key}. */
-static void build_mods(struct enc *e) {
-  lua_State *L = e->L;
-  lua_newtable(L);
-  e->mods = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return;
-  }
-  int loaded = lua_gettop(L);
+/* Registry keys of the module map and of the package.loaded size it was
+** made for (their addresses). */
+static const char mods_key = 0, mods_count_key = 0;
+
+static int count_loaded(lua_State *L, int loaded) {
+  int n = 0;
   lua_pushnil(L);
   while (lua_next(L, loaded) != 0) {
-    if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
-      int m = lua_gettop(L);
-      lua_pushvalue(L, m);
-      lua_pushvalue(L, m - 1);
-      lua_rawset(L, e->mods);
-      lua_pushnil(L);
-      while (lua_next(L, m) != 0) {
-        if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
-          lua_pushvalue(L, -1);
-          lua_createtable(L, 2, 0);
-          lua_pushvalue(L, m - 1);
-          lua_rawseti(L, -2, 1);
-          lua_pushvalue(L, -4);
-          lua_rawseti(L, -2, 2);
-          lua_rawset(L, e->mods);
-        }
-        lua_pop(L, 1);
-      }
-    }
     lua_pop(L, 1);
+    n++;
+  }
+  return n;
+}
+
+/* Push a map of package.loaded: each module table -> its name, and each C
+** function field of one -> {name, key}. Walking every module's fields
+** costs ~30 us, so the map is kept in the registry and made again only
+** when the number of loaded modules changed. */
+static void push_mods(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  int loaded = lua_gettop(L);
+  int count = lua_istable(L, loaded) ? count_loaded(L, loaded) : 0;
+  lua_pushlightuserdata(L, (void *)&mods_count_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  int cached = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, (void *)&mods_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_istable(L, -1) && cached == count) {
+    lua_remove(L, loaded);
+    return;
   }
   lua_pop(L, 1);
+  lua_newtable(L);
+  int mods = lua_gettop(L);
+  if (count > 0) {
+    lua_pushnil(L);
+    while (lua_next(L, loaded) != 0) {
+      if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
+        int m = lua_gettop(L);
+        lua_pushvalue(L, m);
+        lua_pushvalue(L, m - 1);
+        lua_rawset(L, mods);
+        lua_pushnil(L);
+        while (lua_next(L, m) != 0) {
+          if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
+            lua_pushvalue(L, -1);
+            lua_createtable(L, 2, 0);
+            lua_pushvalue(L, m - 1);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -4);
+            lua_rawseti(L, -2, 2);
+            lua_rawset(L, mods);
+          }
+          lua_pop(L, 1);
+        }
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pushlightuserdata(L, (void *)&mods_key);
+  lua_pushvalue(L, mods);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, (void *)&mods_count_key);
+  lua_pushinteger(L, count);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_remove(L, loaded);
 }
 
 /* A module, or a module's C function: encode it by name. 1 if it was one,
 ** 0 if not, -1 on out of memory. */
 static int enc_module(struct enc *e, int idx) {
   lua_State *L = e->L;
-  if (e->mods == 0) build_mods(e);
+  if (!e->have_mods) {
+    push_mods(L);
+    lua_replace(L, e->mods);
+    e->have_mods = 1;
+  }
   lua_pushvalue(L, idx);
   lua_rawget(L, e->mods);
   int rc = 0;
@@ -269,8 +305,18 @@ static int enc_table(struct enc *e, int idx) {
     return refuse(e, "cannot copy a table with a metatable");
   }
   if (buf_byte(e->b, C_TABLE)) return oom(e);
+  /* Sizes for the receiver's lua_createtable, patched in after the
+  ** entries: a table made at its size is not rehashed as it fills. */
+  size_t sizes = e->b->n;
+  uint32_t narr = 0, nhash = 0;
+  if (buf_put(e->b, &narr, sizeof narr) || buf_put(e->b, &nhash, sizeof nhash))
+    return oom(e);
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) == LUA_TNUMBER && lua_tonumber(L, -2) >= 1)
+      narr++;
+    else
+      nhash++;
     int top = lua_gettop(L);
     e->path[e->depth].kind = S_KEY;
     e->path[e->depth].idx = top - 1;
@@ -281,6 +327,8 @@ static int enc_table(struct enc *e, int idx) {
     if (rc != 0) return rc;
     lua_pop(L, 1);
   }
+  memcpy(e->b->p + sizes, &narr, sizeof narr);
+  memcpy(e->b->p + sizes + sizeof narr, &nhash, sizeof nhash);
   return buf_byte(e->b, C_END) ? oom(e) : 0;
 }
 
@@ -380,6 +428,8 @@ int weft__copy_encode(lua_State *L, int from, int n, struct weft__buf *b,
   e.errlen = errlen;
   lua_newtable(L);
   e.seen = lua_gettop(L);
+  lua_pushnil(L);
+  e.mods = lua_gettop(L);
   if (buf_size(b, (size_t)n)) rc = oom(&e);
   for (int i = 0; i < n && rc == 0; i++) {
     e.path[0].kind = S_INDEX;
@@ -477,7 +527,14 @@ static int dec_function(struct dec *d) {
 
 static int dec_table(struct dec *d) {
   lua_State *L = d->L;
-  lua_newtable(L);
+  uint32_t narr, nhash;
+  if ((size_t)(d->end - d->p) < sizeof narr + sizeof nhash) return -1;
+  memcpy(&narr, d->p, sizeof narr);
+  memcpy(&nhash, d->p + sizeof narr, sizeof nhash);
+  d->p += sizeof narr + sizeof nhash;
+  /* Hints only: capped, so that bad bytes cannot ask for gigabytes. */
+  lua_createtable(L, narr > (1u << 24) ? 0 : (int)narr,
+                  nhash > (1u << 24) ? 0 : (int)nhash);
   int t = lua_gettop(L);
   lua_pushvalue(L, t);
   lua_rawseti(L, d->refs, ++d->nref);

@@ -115,6 +115,7 @@ int weft__open_copy(lua_State *L);
 /* pool.c: the loader of weft.pool; stopping and freeing the pool. */
 int weft__open_pool(lua_State *L);
 void weft__pool_free(weft_runtime *rt);
+int weft__pool_spin(weft_runtime *rt);
 
 /* runtime.c */
 int weft__drive(weft_runtime *rt, lua_State *L);

@@ -36,6 +36,10 @@
 #include "internal.h"
 
 #define HOOK_COUNT 1000
+/* How long a worker that finished a job, or a loop waiting for one, spins
+** before it sleeps: a thread woken from sleep takes ~20 us here, which
+** dominates a short job's round trip. */
+#define SPIN_NS 50000u
 #define GRACE_NS 2000000000ull /* how long weft_free waits for a job */
 
 struct weft__job {
@@ -62,6 +66,7 @@ struct weft__pool {
   uv_cond_t work_cv; /* a job was queued, or the pool stops */
   uv_cond_t exit_cv; /* a worker exited */
   struct weft__job *qhead, *qtail; /* queued */
+  atomic_int nqueued;              /* how many, readable without the lock */
   struct weft__job *dhead, *dtail; /* done, for the loop to take */
   struct weft__worker **workers;   /* started, including lost ones */
   int nworkers, cap;
@@ -258,6 +263,13 @@ static void worker_main(void *arg) {
   lua_State *L = worker_state(w);
   uv_mutex_lock(&p->mu);
   for (;;) {
+    if (!p->stopping && p->qhead == NULL) {
+      uv_mutex_unlock(&p->mu);
+      uint64_t end = uv_hrtime() + SPIN_NS;
+      while (atomic_load(&p->nqueued) == 0 && uv_hrtime() < end) {
+      }
+      uv_mutex_lock(&p->mu);
+    }
     while (!p->stopping && p->qhead == NULL) {
       p->idle++;
       uv_cond_wait(&p->work_cv, &p->mu);
@@ -267,6 +279,7 @@ static void worker_main(void *arg) {
     struct weft__job *j = p->qhead;
     p->qhead = j->next;
     if (p->qhead == NULL) p->qtail = NULL;
+    atomic_fetch_sub(&p->nqueued, 1);
     j->next = NULL;
     w->job = j;
     uv_mutex_unlock(&p->mu);
@@ -396,6 +409,7 @@ void weft__pool_free(weft_runtime *rt) {
     job_free(j);
   }
   p->qhead = p->qtail = NULL;
+  atomic_store(&p->nqueued, 0);
   for (int i = 0; i < p->nworkers; i++) {
     struct weft__job *j = p->workers[i]->job;
     if (j != NULL) {
@@ -431,6 +445,17 @@ void weft__pool_free(weft_runtime *rt) {
   free(p->path);
   free(p->cpath);
   free(p);
+}
+
+/* Wait a little for a job to finish before the loop sleeps (see SPIN_NS).
+** 1 if events came in meanwhile. Loop thread only. */
+int weft__pool_spin(weft_runtime *rt) {
+  struct weft__pool *p = rt->pool;
+  if (p == NULL || p->inflight == 0) return 0;
+  uint64_t end = uv_hrtime() + SPIN_NS;
+  while (uv_hrtime() < end)
+    if (atomic_load(&rt->events) != 0) return 1;
+  return 0;
 }
 
 /* In flight: keep the loop alive (the runtime's async handle is otherwise
@@ -469,6 +494,7 @@ static void submit(lua_State *L, struct weft__pool *p, struct weft__job *j) {
   else
     p->qhead = j;
   p->qtail = j;
+  atomic_fetch_add(&p->nqueued, 1);
   uv_cond_signal(&p->work_cv);
   uv_mutex_unlock(&p->mu);
   inflight_add(p, 1);
@@ -558,6 +584,7 @@ static int lpool_cancel(lua_State *L) {
       else
         *lists[l] = q->next;
       if (*tails[l] == q) *tails[l] = prev;
+      if (l == 0) atomic_fetch_sub(&p->nqueued, 1);
       job_free(q);
       found = 1;
       break;

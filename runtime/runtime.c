@@ -94,7 +94,12 @@ static void arm_timer(weft_runtime *rt) {
   /* The loop's cached time may be stale after a long tick; a stale start
   ** would fire early and cost a spurious turn. */
   uv_update_time(rt->loop);
-  uv_timer_start(&rt->timer, on_timer, ms, 0);
+  /* Repeating, so it stays active: uv_run(UV_RUN_ONCE) runs due timers
+  ** before it polls, and a timer that came due in between (a 0 ms one, or
+  ** a millisecond boundary crossed) would leave it polling with no timeout
+  ** whenever another handle keeps the loop alive (jobs in flight): stuck
+  ** until that handle fires. The next tick re-arms it anyway. */
+  uv_timer_start(&rt->timer, on_timer, ms, ms > 0 ? ms : 1);
 }
 
 /* Ask the scheduler whether it can still make progress when nothing can wake
@@ -163,6 +168,7 @@ static int drive(weft_runtime *rt, lua_State *L, int report) {
       uv_run(rt->loop, UV_RUN_NOWAIT);
       continue;
     }
+    if (weft__pool_spin(rt)) continue; /* a job finished: no sleep */
     arm_timer(rt);
     /* Nothing is ready, no timer is armed, no I/O is pending and no event
     ** is waiting to be read: nothing can ever wake the blocked tasks. */
