@@ -102,9 +102,63 @@ func selects() float64 {
 	return float64(sel-plain/2) / n
 }
 
+// spin is the CPU-bound job of weft's cpu16: the same arithmetic.
+func spin(n int) int {
+	s := 0
+	for i := 1; i <= n; i++ {
+		s = (s + i*7) % 1000003
+	}
+	return s
+}
+
+var sink int
+
+// cpu16 runs 16 jobs of ~50 ms one after another, then on goroutines:
+// the speed-up, the serial and the parallel seconds.
+func cpu16() (float64, float64, float64) {
+	n := 1
+	for {
+		n *= 2
+		t0 := time.Now()
+		sink += spin(n)
+		if d := time.Since(t0).Seconds(); d > 0.025 {
+			n = int(float64(n) * 0.05 / d)
+			break
+		}
+	}
+	t0 := time.Now()
+	for i := 0; i < 16; i++ {
+		sink += spin(n)
+	}
+	serial := time.Since(t0).Seconds()
+	var wg sync.WaitGroup
+	res := make([]int, 16)
+	t0 = time.Now()
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func(i int) { res[i] = spin(n); wg.Done() }(i)
+	}
+	wg.Wait()
+	par := time.Since(t0).Seconds()
+	return serial / par, serial, par
+}
+
+// workrt is weft.work's trivial round trip in Go: a goroutine that
+// computes nothing and answers on a channel, one at a time; us per job.
+func workrt() float64 {
+	const n = 20000
+	ch := make(chan int)
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		go func(x int) { ch <- x }(i)
+		<-ch
+	}
+	return float64(time.Since(t0).Nanoseconds()) / n / 1000
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gobench pingpong|spawn|sleepers|buffered|select")
+		fmt.Fprintln(os.Stderr, "usage: gobench pingpong|spawn|sleepers|buffered|select|cpu16|workrt")
 		os.Exit(2)
 	}
 	runtime.GC()
@@ -120,6 +174,11 @@ func main() {
 		fmt.Println(w, buffered())
 	case "select":
 		fmt.Println(w, selects())
+	case "cpu16":
+		s, a, b := cpu16()
+		fmt.Println(w, s, a, b)
+	case "workrt":
+		fmt.Println(w, workrt())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown workload", w)
 		os.Exit(2)
