@@ -81,6 +81,8 @@ struct weft_runtime {
   struct weft__post *posts, *posts_tail;
   char *last_error;
   struct weft__pool *pool; /* the worker threads, made on first use */
+  int ref_io_done;         /* registry ref of R.io_done (io.c) */
+  lua_State *drive_L;      /* the thread ticks run on, while driving */
 };
 
 /* timer.c */
@@ -111,6 +113,18 @@ int weft__copy_encode(lua_State *L, int from, int n, struct weft__buf *b,
 int weft__copy_decode(lua_State *L, const char *p, size_t n);
 void weft__buf_free(struct weft__buf *b);
 int weft__open_copy(lua_State *L);
+
+/* io.c: completions of I/O operations (see io.c). weft__rt raises when L
+** has no runtime. */
+weft_runtime *weft__rt(lua_State *L);
+lua_State *weft__io_state(weft_runtime *rt);
+void weft__io_complete(weft_runtime *rt, int id,
+                       int (*push)(lua_State *, void *), void *ud);
+int weft__io_push_error(lua_State *L, int status, const char *what);
+int weft__open_iocore(lua_State *L);
+
+/* fs.c: the loader of weft.fscore. */
+int weft__open_fscore(lua_State *L);
 
 /* pool.c: the loader of weft.pool; stopping and freeing the pool. */
 int weft__open_pool(lua_State *L);

@@ -60,5 +60,9 @@ void weft__preload(lua_State *L) {
   lua_setfield(L, -2, "weft.copy");
   lua_pushcfunction(L, weft__open_pool);
   lua_setfield(L, -2, "weft.pool");
+  lua_pushcfunction(L, weft__open_iocore);
+  lua_setfield(L, -2, "weft.iocore");
+  lua_pushcfunction(L, weft__open_fscore);
+  lua_setfield(L, -2, "weft.fscore");
   lua_pop(L, 2);
 }

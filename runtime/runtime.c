@@ -156,6 +156,7 @@ static int drive(weft_runtime *rt, lua_State *L, int report) {
   int rc, ready, live;
   if (rt->running) return WEFT_EBUSY;
   rt->running = 1;
+  rt->drive_L = L;
   for (;;) {
     rc = tick(rt, L, &ready, &live);
     if (rc != 0) break;
@@ -180,6 +181,7 @@ static int drive(weft_runtime *rt, lua_State *L, int report) {
     uv_run(rt->loop, UV_RUN_ONCE);
   }
   rt->running = 0;
+  rt->drive_L = NULL;
   return rc;
 }
 
@@ -470,7 +472,7 @@ static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
   }
   rt->L = L;
   rt->owns_L = owns_L;
-  rt->ref_tick = rt->ref_sched = LUA_NOREF;
+  rt->ref_tick = rt->ref_sched = rt->ref_io_done = LUA_NOREF;
   rt->t0 = uv_hrtime();
   atomic_init(&rt->events, 0u);
   rt->api.now = weft__now;
@@ -578,6 +580,7 @@ void weft_free(weft_runtime *rt) {
   } else {
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_tick);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_sched);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_io_done);
     unload(rt->L);
     lua_pushlightuserdata(rt->L, (void *)&weft__rt_key);
     lua_pushnil(rt->L);

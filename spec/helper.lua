@@ -51,6 +51,25 @@ function H.sh(cmd)
   return body, tonumber(status)
 end
 
+-- H.pid() -> this process's id.
+function H.pid()
+  local f = assert(io.open("/proc/self/stat"))
+  local s = f:read("*l")
+  f:close()
+  return s:match("^(%d+)")
+end
+
+-- H.nfds() -> how many file descriptors this process has open (the pipe
+-- that counts them included, the same every time): I/O specs check that
+-- nothing is left open.
+function H.nfds()
+  local n = 0
+  local p = io.popen("ls /proc/" .. H.pid() .. "/fd")
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n
+end
+
 -- Paths of the build, from the environment ctest sets.
 H.weft_bin = os.getenv("WEFT_BIN") or "build/weft"
 H.module_dir = os.getenv("WEFT_MODULE_DIR") or "build/lib"

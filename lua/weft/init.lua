@@ -16,6 +16,7 @@ local heartbeat = require "weft.heartbeat"
 local steward = require "weft.steward"
 local replicate = require "weft.replicate"
 local work = require "weft.work"
+local fs = require "weft.fs"
 
 local R = S.R
 local type, select, unpack = type, select, unpack
@@ -90,6 +91,9 @@ local weft = {
   work = work.work,
   work_module = work.work_module,
   workers = work.workers,
+
+  -- I/O
+  fs = fs,
 
   -- errors
   error = errors.error,

@@ -1,0 +1,355 @@
+-- weft.fs: files for tasks, on libuv's fs requests (runtime/fs.c): every
+-- call blocks only the calling task, honours its context (or the ctx given
+-- last) and fails with nil, err, err.kind being libuv's error name
+-- (ENOENT, EACCES, ...) and its message naming the operation and the path.
+
+local S = require "weft.sched"
+local io = require "weft.io"
+local errors = require "weft.errors"
+local fscore = require "weft.fscore"
+
+local call, cancel = io.call, fscore.cancel
+local type, format, setmetatable, getmetatable = type, string.format,
+  setmetatable, getmetatable
+local concat = table.concat
+local CtxMT, background = S.CtxMT, S.background
+
+local M = {}
+
+local CHUNK = 65536
+
+-- ctxarg(ctx, argn, fname): raise unless ctx is nil or a context.
+local function ctxarg(ctx, argn, fname)
+  if ctx ~= nil and getmetatable(ctx) ~= CtxMT then
+    S.typeerror(argn, fname, "weft.ctx", ctx, 3)
+  end
+  return ctx
+end
+
+local function path_arg(p, argn, fname)
+  if type(p) ~= "string" then S.typeerror(argn, fname, "string", p, 3) end
+  return p
+end
+
+-- Clean-up waits under background: a cancelled task still closes what it
+-- opened (a shield), and close cannot be cancelled half-way.
+local function close_fd(fd)
+  return call(background, "weft.fs: close", fscore.close, cancel, fd)
+end
+
+--[[ Whole files ]]
+
+local function read_all(fd, size, ctx)
+  local parts, n = {}, 0
+  local want = size > 0 and size or CHUNK
+  while true do
+    local data, err = call(ctx, "weft.fs.read_file", fscore.read, cancel, fd,
+      want)
+    if not data then return nil, err end
+    if #data == 0 then break end
+    n = n + 1
+    parts[n] = data
+    want = CHUNK -- the file grew, or a special file: read on
+  end
+  if n == 1 then return parts[1] end
+  return concat(parts)
+end
+
+-- weft.fs.read_file(path [, ctx]) -> contents | nil, err
+function M.read_file(path, ctx)
+  path_arg(path, 1, "read_file")
+  ctx = ctxarg(ctx, 2, "read_file")
+  local fd, err = call(ctx, "weft.fs.read_file", fscore.open, cancel, path,
+    "r")
+  if not fd then return nil, err end
+  local st
+  st, err = call(ctx, "weft.fs.read_file", fscore.fstat, cancel, fd)
+  local data
+  if st then data, err = read_all(fd, st.size, ctx) end
+  close_fd(fd)
+  if not data then return nil, err end
+  return data
+end
+
+local function write_all(fd, data, ctx, fname)
+  local off = 0
+  while off < #data do
+    local chunk = off == 0 and data or data:sub(off + 1)
+    local n, err = call(ctx, fname, fscore.write, cancel, fd, chunk)
+    if not n then return nil, err end
+    off = off + n
+  end
+  return true
+end
+
+local tmp_seq = 0
+
+-- weft.fs.write_file(path, data [, ctx]) -> true | nil, err: atomically,
+-- through a temporary file beside it, synced and renamed over path, so a
+-- reader sees the old contents or the new, never half of them.
+function M.write_file(path, data, ctx)
+  path_arg(path, 1, "write_file")
+  if type(data) ~= "string" then
+    S.typeerror(2, "write_file", "string", data)
+  end
+  ctx = ctxarg(ctx, 3, "write_file")
+  tmp_seq = tmp_seq + 1
+  local tmp = format("%s.tmp-%d-%d", path, os.time(), tmp_seq)
+  local fname = "weft.fs.write_file"
+  local fd, err = call(ctx, fname, fscore.open, cancel, tmp, "wx", 438)
+  if not fd then return nil, err end
+  local ok
+  ok, err = write_all(fd, data, ctx, fname)
+  if ok then ok, err = call(ctx, fname, fscore.fsync, cancel, fd) end
+  local cok, cerr = close_fd(fd)
+  if ok and not cok then ok, err = nil, cerr end
+  if ok then ok, err = call(ctx, fname, fscore.rename, cancel, tmp, path) end
+  if not ok then
+    call(background, fname, fscore.unlink, cancel, tmp)
+    return nil, err
+  end
+  return true
+end
+
+--[[ Open files ]]
+
+local File = {}
+local FileMT = { __index = File, __name = "weft.fs.file" }
+
+local function check_file(f, fname)
+  S.checkmt(f, FileMT, 1, fname)
+  if f.fd == nil then error("attempt to use a closed file", 3) end
+  return f
+end
+
+-- weft.fs.open(path [, mode [, ctx]]) -> file | nil, err; mode as io.open's
+-- ("r", "r+", "w", "w+", "a", "a+") or "wx" (create, fail if it exists).
+function M.open(path, mode, ctx)
+  path_arg(path, 1, "open")
+  if mode ~= nil and type(mode) ~= "string" then
+    S.typeerror(2, "open", "string", mode)
+  end
+  mode = mode or "r"
+  local ok = ({ r = 1, ["r+"] = 1, w = 1, ["w+"] = 1, a = 1, ["a+"] = 1,
+    wx = 1 })[mode]
+  if not ok then
+    S.argerror(2, "open", "mode 'r', 'r+', 'w', 'w+', 'a', 'a+' or 'wx' " ..
+      "expected")
+  end
+  ctx = ctxarg(ctx, 3, "open")
+  local fd, err = call(ctx, "weft.fs.open", fscore.open, cancel, path, mode)
+  if not fd then return nil, err end
+  local f = setmetatable({ fd = fd, pos = 0, path = path,
+    append = mode:sub(1, 1) == "a" }, FileMT)
+  -- A file nobody closed is closed when collected (at once: __gc cannot
+  -- wait).
+  f.guard = newproxy(true)
+  getmetatable(f.guard).__gc = function()
+    if f.fd then
+      fscore.close_now(f.fd)
+      f.fd = nil
+    end
+  end
+  return f
+end
+
+-- file:read([n [, ctx]]) -> data | nil, err (kind "EOF" at the end)
+function File.read(f, n, ctx)
+  check_file(f, "read")
+  if n ~= nil and (type(n) ~= "number" or n ~= n or n < 0) then
+    S.typeerror(2, "read", "non-negative number", n)
+  end
+  ctx = ctxarg(ctx, 3, "read")
+  local data, err = call(ctx, "file:read", fscore.read, cancel, f.fd,
+    n or CHUNK, f.pos)
+  if not data then return nil, err end
+  if #data == 0 and (n or CHUNK) > 0 then
+    return nil, errors.new("EOF", "file:read " .. f.path .. ": end of file")
+  end
+  f.pos = f.pos + #data
+  return data
+end
+
+-- file:write(data [, ctx]) -> true | nil, err
+function File.write(f, data, ctx)
+  check_file(f, "write")
+  if type(data) ~= "string" then S.typeerror(2, "write", "string", data) end
+  ctx = ctxarg(ctx, 3, "write")
+  local off = 0
+  while off < #data do
+    local chunk = off == 0 and data or data:sub(off + 1)
+    local n, err = call(ctx, "file:write", fscore.write, cancel, f.fd, chunk,
+      f.append and -1 or f.pos)
+    if not n then return nil, err end
+    off = off + n
+    if not f.append then f.pos = f.pos + n end
+  end
+  return true
+end
+
+-- file:seek([whence [, offset]]) -> position | nil, err, as io's seek.
+function File.seek(f, whence, offset)
+  check_file(f, "seek")
+  whence = whence or "cur"
+  offset = offset or 0
+  if type(offset) ~= "number" or offset ~= offset then
+    S.typeerror(2, "seek", "number", offset)
+  end
+  local base
+  if whence == "set" then
+    base = 0
+  elseif whence == "cur" then
+    base = f.pos
+  elseif whence == "end" then
+    local st, err = call(nil, "file:seek", fscore.fstat, cancel, f.fd)
+    if not st then return nil, err end
+    base = st.size
+  else
+    S.argerror(1, "seek", "'set', 'cur' or 'end' expected")
+  end
+  if base + offset < 0 then
+    return nil, errors.new("EINVAL", "file:seek " .. f.path ..
+      ": position before the start")
+  end
+  f.pos = base + offset
+  return f.pos
+end
+
+-- file:sync([ctx]) -> true | nil, err
+function File.sync(f, ctx)
+  check_file(f, "sync")
+  return call(ctxarg(ctx, 2, "sync"), "file:sync", fscore.fsync, cancel, f.fd)
+end
+
+-- file:close() -> true | nil, err; closing twice does nothing.
+function File.close(f)
+  S.checkmt(f, FileMT, 1, "close")
+  local fd = f.fd
+  if fd == nil then return true end
+  f.fd = nil
+  return close_fd(fd)
+end
+
+function FileMT.__tostring(f)
+  return format("weft.fs.file: %s (%s)", f.path, f.fd and "open" or "closed")
+end
+
+-- weft.fs.lines(path [, ctx]) -> an iterator over the file's lines
+-- (without their "\n"), for a `for` loop. It raises on an error, as
+-- io.lines does; the file is closed at the end.
+function M.lines(path, ctx)
+  path_arg(path, 1, "lines")
+  ctx = ctxarg(ctx, 2, "lines")
+  local f, err = M.open(path, "r", ctx)
+  if not f then error(tostring(err), 2) end
+  local buf, done = "", false
+  return function()
+    while true do
+      local i = buf:find("\n", 1, true)
+      if i then
+        local line = buf:sub(1, i - 1)
+        buf = buf:sub(i + 1)
+        return line
+      end
+      if done then
+        f:close()
+        if #buf > 0 then
+          local line = buf
+          buf = ""
+          return line
+        end
+        return nil
+      end
+      local data, rerr = f:read(CHUNK, ctx)
+      if not data then
+        if rerr.kind ~= "EOF" then
+          f:close()
+          error(tostring(rerr), 2)
+        end
+        done = true
+      else
+        buf = buf .. data
+      end
+    end
+  end
+end
+
+--[[ Paths and directories ]]
+
+-- weft.fs.stat(path [, ctx]) -> {size=, mode=, type=, mtime=, ...} | nil, err
+function M.stat(path, ctx)
+  path_arg(path, 1, "stat")
+  return call(ctxarg(ctx, 2, "stat"), "weft.fs.stat", fscore.stat, cancel,
+    path)
+end
+
+-- weft.fs.mkdir(path [, {parents=, mode=}] [, ctx]) -> true | nil, err
+function M.mkdir(path, opts, ctx)
+  path_arg(path, 1, "mkdir")
+  if opts ~= nil and type(opts) ~= "table" then
+    S.typeerror(2, "mkdir", "table", opts)
+  end
+  ctx = ctxarg(ctx, 3, "mkdir")
+  local mode = opts and opts.mode or 511
+  if not (opts and opts.parents) then
+    return call(ctx, "weft.fs.mkdir", fscore.mkdir, cancel, path, mode)
+  end
+  -- With parents: each missing one, and an existing directory is fine.
+  local sofar = path:sub(1, 1) == "/" and "/" or ""
+  for part in path:gmatch("[^/]+") do
+    sofar = sofar .. part
+    local ok, err = call(ctx, "weft.fs.mkdir", fscore.mkdir, cancel, sofar,
+      mode)
+    if not ok and err.kind ~= "EEXIST" then return nil, err end
+    sofar = sofar .. "/"
+  end
+  local st, err = M.stat(path, ctx)
+  if not st then return nil, err end
+  if st.type ~= "directory" then
+    return nil, errors.new("ENOTDIR", "weft.fs.mkdir " .. path ..
+      ": not a directory")
+  end
+  return true
+end
+
+-- weft.fs.readdir(path [, ctx]) -> sorted list of names | nil, err
+function M.readdir(path, ctx)
+  path_arg(path, 1, "readdir")
+  local list, err = call(ctxarg(ctx, 2, "readdir"), "weft.fs.readdir",
+    fscore.scandir, cancel, path)
+  if not list then return nil, err end
+  table.sort(list)
+  return list
+end
+
+-- weft.fs.remove(path [, ctx]) -> true | nil, err: a file, or an empty
+-- directory.
+function M.remove(path, ctx)
+  path_arg(path, 1, "remove")
+  ctx = ctxarg(ctx, 2, "remove")
+  local ok, err = call(ctx, "weft.fs.remove", fscore.unlink, cancel, path)
+  if not ok and (err.kind == "EISDIR" or err.kind == "EPERM") then
+    return call(ctx, "weft.fs.remove", fscore.rmdir, cancel, path)
+  end
+  return ok, err
+end
+
+-- weft.fs.rename(from, to [, ctx]) -> true | nil, err
+function M.rename(from, to, ctx)
+  path_arg(from, 1, "rename")
+  path_arg(to, 2, "rename")
+  return call(ctxarg(ctx, 3, "rename"), "weft.fs.rename", fscore.rename,
+    cancel, from, to)
+end
+
+-- weft.fs.tmpdir([prefix] [, ctx]) -> path of a new private directory
+function M.tmpdir(prefix, ctx)
+  if prefix ~= nil and type(prefix) ~= "string" then
+    S.typeerror(1, "tmpdir", "string", prefix)
+  end
+  local base = os.getenv("TMPDIR") or "/tmp"
+  return call(ctxarg(ctx, 2, "tmpdir"), "weft.fs.tmpdir", fscore.mkdtemp,
+    cancel, format("%s/%sXXXXXX", base, prefix or "weft-"))
+end
+
+return M

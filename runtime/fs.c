@@ -1,0 +1,324 @@
+/*
+** fs.c: file system requests for tasks, on libuv's fs requests (which run
+** on libuv's thread pool, so the loop never blocks on a disk).
+**
+** Each binding starts one request tagged with an operation id (io.c) and
+** returns the request as a light userdata, which lua/weft/fs.lua keeps
+** while the task waits; the callback delivers the outcome and frees the
+** request. A cancelled wait marks its request abandoned and tries
+** uv_cancel: a request that had already started completes anyway, and its
+** callback then only cleans up (an open that succeeded after its wait was
+** cancelled closes its descriptor), so nothing leaks and nothing is
+** delivered to a wait that is gone.
+*/
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct fsreq {
+  uv_fs_t req;
+  weft_runtime *rt;
+  int id;
+  int abandoned;
+  char *buf;  /* read: the bytes; write: a copy of the data */
+  size_t len;
+  char what[64]; /* the operation, for error messages */
+};
+
+static struct fsreq *fsreq_new(lua_State *L, const char *what) {
+  struct fsreq *r = calloc(1, sizeof *r);
+  if (r == NULL) luaL_error(L, "weft.fs: out of memory");
+  r->rt = weft__rt(L);
+  r->id = (int)luaL_checkinteger(L, 1);
+  r->req.data = r;
+  snprintf(r->what, sizeof r->what, "%s", what);
+  return r;
+}
+
+static void fsreq_free(struct fsreq *r) {
+  uv_fs_req_cleanup(&r->req);
+  free(r->buf);
+  free(r);
+}
+
+/* The error of a failed request: "OPERATION PATH: text". */
+static int push_fail(lua_State *L, struct fsreq *r) {
+  char what[PATH_MAX + 80];
+  const char *path = r->req.path;
+  snprintf(what, sizeof what, "%s%s%s", r->what, path ? " " : "",
+           path ? path : "");
+  return weft__io_push_error(L, (int)r->req.result, what);
+}
+
+static void push_time(lua_State *L, const char *k, uv_timespec_t t) {
+  lua_pushnumber(L, (lua_Number)t.tv_sec + (lua_Number)t.tv_nsec * 1e-9);
+  lua_setfield(L, -2, k);
+}
+
+static const char *type_of(uint64_t mode) {
+  switch (mode & S_IFMT) {
+  case S_IFREG: return "file";
+  case S_IFDIR: return "directory";
+  case S_IFLNK: return "link";
+  case S_IFIFO: return "fifo";
+  case S_IFSOCK: return "socket";
+  case S_IFCHR: return "char";
+  case S_IFBLK: return "block";
+  default: return "unknown";
+  }
+}
+
+static int push_result(lua_State *L, void *ud) {
+  struct fsreq *r = ud;
+  uv_fs_t *q = &r->req;
+  if (q->result < 0) return push_fail(L, r);
+  switch (q->fs_type) {
+  case UV_FS_STAT:
+  case UV_FS_FSTAT:
+  case UV_FS_LSTAT: {
+    const uv_stat_t *s = &q->statbuf;
+    lua_createtable(L, 0, 8);
+    lua_pushnumber(L, (lua_Number)s->st_size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, (lua_Integer)(s->st_mode & 07777));
+    lua_setfield(L, -2, "mode");
+    lua_pushstring(L, type_of(s->st_mode));
+    lua_setfield(L, -2, "type");
+    push_time(L, "mtime", s->st_mtim);
+    push_time(L, "atime", s->st_atim);
+    push_time(L, "ctime", s->st_ctim);
+    lua_pushnumber(L, (lua_Number)s->st_ino);
+    lua_setfield(L, -2, "ino");
+    lua_pushnumber(L, (lua_Number)s->st_nlink);
+    lua_setfield(L, -2, "nlink");
+    return 1;
+  }
+  case UV_FS_READ:
+    lua_pushlstring(L, r->buf, (size_t)q->result);
+    return 1;
+  case UV_FS_OPEN:
+  case UV_FS_WRITE:
+    lua_pushnumber(L, (lua_Number)q->result);
+    return 1;
+  case UV_FS_MKDTEMP:
+    lua_pushstring(L, q->path);
+    return 1;
+  case UV_FS_SCANDIR: {
+    uv_dirent_t ent;
+    int i = 0;
+    lua_newtable(L);
+    while (uv_fs_scandir_next(q, &ent) != UV_EOF) {
+      lua_pushstring(L, ent.name);
+      lua_rawseti(L, -2, ++i);
+    }
+    return 1;
+  }
+  default: lua_pushboolean(L, 1); return 1;
+  }
+}
+
+static void on_fs(uv_fs_t *q) {
+  struct fsreq *r = q->data;
+  if (r->abandoned) {
+    /* The wait is gone: a descriptor opened for it would leak. */
+    if (q->fs_type == UV_FS_OPEN && q->result >= 0) {
+      uv_fs_t c;
+      uv_fs_close(NULL, &c, (uv_file)q->result, NULL);
+      uv_fs_req_cleanup(&c);
+    }
+  } else {
+    weft__io_complete(r->rt, r->id, push_result, r);
+  }
+  fsreq_free(r);
+}
+
+/* Start request r (rc is what the uv_fs_* call returned). */
+static int started(lua_State *L, struct fsreq *r, int rc) {
+  if (rc < 0) {
+    r->req.result = rc;
+    int n = push_fail(L, r);
+    fsreq_free(r);
+    return n;
+  }
+  lua_pushlightuserdata(L, r);
+  return 1;
+}
+
+/*{======================================================================
+** Lua binding: weft.fscore, used by lua/weft/fs.lua. Each function takes
+** an operation id first and returns the request, or nil, err when it
+** could not start.
+**=======================================================================*/
+
+static uv_loop_t *loop_of(struct fsreq *r) {
+  return r->rt->loop;
+}
+
+/* fscore.stat(id, path) / lstat */
+static int lfs_stat(lua_State *L) {
+  const char *path = luaL_checkstring(L, 2);
+  struct fsreq *r = fsreq_new(L, "stat");
+  return started(L, r, uv_fs_stat(loop_of(r), &r->req, path, on_fs));
+}
+
+static int lfs_fstat(lua_State *L) {
+  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  struct fsreq *r = fsreq_new(L, "fstat");
+  return started(L, r, uv_fs_fstat(loop_of(r), &r->req, fd, on_fs));
+}
+
+static int open_flags(lua_State *L, const char *mode) {
+  if (strcmp(mode, "r") == 0) return O_RDONLY;
+  if (strcmp(mode, "r+") == 0) return O_RDWR;
+  if (strcmp(mode, "w") == 0) return O_WRONLY | O_CREAT | O_TRUNC;
+  if (strcmp(mode, "w+") == 0) return O_RDWR | O_CREAT | O_TRUNC;
+  if (strcmp(mode, "a") == 0) return O_WRONLY | O_CREAT | O_APPEND;
+  if (strcmp(mode, "a+") == 0) return O_RDWR | O_CREAT | O_APPEND;
+  if (strcmp(mode, "wx") == 0) return O_WRONLY | O_CREAT | O_EXCL;
+  return luaL_argerror(L, 3, "mode 'r', 'r+', 'w', 'w+', 'a', 'a+' or 'wx'");
+}
+
+/* fscore.open(id, path, mode, perm) */
+static int lfs_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 2);
+  int flags = open_flags(L, luaL_optstring(L, 3, "r")) | O_CLOEXEC;
+  int perm = (int)luaL_optinteger(L, 4, 0666);
+  struct fsreq *r = fsreq_new(L, "open");
+  return started(L, r,
+                 uv_fs_open(loop_of(r), &r->req, path, flags, perm, on_fs));
+}
+
+/* fscore.close(id, fd) */
+static int lfs_close(lua_State *L) {
+  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  struct fsreq *r = fsreq_new(L, "close");
+  return started(L, r, uv_fs_close(loop_of(r), &r->req, fd, on_fs));
+}
+
+/* fscore.read(id, fd, len, offset): offset -1 reads at the position. */
+static int lfs_read(lua_State *L) {
+  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  lua_Number len = luaL_checknumber(L, 3);
+  int64_t off = (int64_t)luaL_optnumber(L, 4, -1);
+  if (!(len >= 0 && len <= 0x7fffffff))
+    return luaL_argerror(L, 3, "length from 0 to 2^31-1 expected");
+  struct fsreq *r = fsreq_new(L, "read");
+  r->len = (size_t)len;
+  r->buf = malloc(r->len > 0 ? r->len : 1);
+  if (r->buf == NULL) {
+    fsreq_free(r);
+    return luaL_error(L, "weft.fs: out of memory");
+  }
+  uv_buf_t b = uv_buf_init(r->buf, (unsigned)r->len);
+  return started(L, r, uv_fs_read(loop_of(r), &r->req, fd, &b, 1, off, on_fs));
+}
+
+/* fscore.write(id, fd, data, offset) */
+static int lfs_write(lua_State *L) {
+  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  size_t n;
+  const char *data = luaL_checklstring(L, 3, &n);
+  int64_t off = (int64_t)luaL_optnumber(L, 4, -1);
+  if (n > 0x7fffffff) return luaL_argerror(L, 3, "at most 2 GiB at once");
+  struct fsreq *r = fsreq_new(L, "write");
+  /* A copy: the string may be collected while the thread pool writes. */
+  r->buf = malloc(n > 0 ? n : 1);
+  if (r->buf == NULL) {
+    fsreq_free(r);
+    return luaL_error(L, "weft.fs: out of memory");
+  }
+  memcpy(r->buf, data, n);
+  r->len = n;
+  uv_buf_t b = uv_buf_init(r->buf, (unsigned)n);
+  return started(L, r,
+                 uv_fs_write(loop_of(r), &r->req, fd, &b, 1, off, on_fs));
+}
+
+/* fscore.fsync(id, fd) */
+static int lfs_fsync(lua_State *L) {
+  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  struct fsreq *r = fsreq_new(L, "fsync");
+  return started(L, r, uv_fs_fsync(loop_of(r), &r->req, fd, on_fs));
+}
+
+/* fscore.rename(id, from, to) */
+static int lfs_rename(lua_State *L) {
+  const char *from = luaL_checkstring(L, 2);
+  const char *to = luaL_checkstring(L, 3);
+  struct fsreq *r = fsreq_new(L, "rename");
+  return started(L, r, uv_fs_rename(loop_of(r), &r->req, from, to, on_fs));
+}
+
+/* fscore.unlink(id, path) */
+static int lfs_unlink(lua_State *L) {
+  const char *path = luaL_checkstring(L, 2);
+  struct fsreq *r = fsreq_new(L, "remove");
+  return started(L, r, uv_fs_unlink(loop_of(r), &r->req, path, on_fs));
+}
+
+/* fscore.rmdir(id, path) */
+static int lfs_rmdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 2);
+  struct fsreq *r = fsreq_new(L, "remove");
+  return started(L, r, uv_fs_rmdir(loop_of(r), &r->req, path, on_fs));
+}
+
+/* fscore.mkdir(id, path, perm) */
+static int lfs_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 2);
+  int perm = (int)luaL_optinteger(L, 3, 0777);
+  struct fsreq *r = fsreq_new(L, "mkdir");
+  return started(L, r, uv_fs_mkdir(loop_of(r), &r->req, path, perm, on_fs));
+}
+
+/* fscore.scandir(id, path) */
+static int lfs_scandir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 2);
+  struct fsreq *r = fsreq_new(L, "readdir");
+  return started(L, r, uv_fs_scandir(loop_of(r), &r->req, path, 0, on_fs));
+}
+
+/* fscore.mkdtemp(id, template) */
+static int lfs_mkdtemp(lua_State *L) {
+  const char *tpl = luaL_checkstring(L, 2);
+  struct fsreq *r = fsreq_new(L, "tmpdir");
+  return started(L, r, uv_fs_mkdtemp(loop_of(r), &r->req, tpl, on_fs));
+}
+
+/* fscore.cancel(req): its wait is gone (see the top of this file). */
+static int lfs_cancel(lua_State *L) {
+  struct fsreq *r = lua_touserdata(L, 1);
+  if (r == NULL) return 0;
+  r->abandoned = 1;
+  uv_cancel((uv_req_t *)&r->req);
+  return 0;
+}
+
+/* fscore.close_now(fd): close a descriptor at once (for __gc, which cannot
+** wait); errors are ignored, as fclose's are in a finalizer. */
+static int lfs_close_now(lua_State *L) {
+  uv_fs_t c;
+  uv_fs_close(NULL, &c, (uv_file)luaL_checkinteger(L, 1), NULL);
+  uv_fs_req_cleanup(&c);
+  return 0;
+}
+
+int weft__open_fscore(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"stat", lfs_stat},       {"fstat", lfs_fstat},
+      {"open", lfs_open},       {"close", lfs_close},
+      {"read", lfs_read},       {"write", lfs_write},
+      {"fsync", lfs_fsync},     {"rename", lfs_rename},
+      {"unlink", lfs_unlink},   {"rmdir", lfs_rmdir},
+      {"mkdir", lfs_mkdir},     {"scandir", lfs_scandir},
+      {"mkdtemp", lfs_mkdtemp}, {"cancel", lfs_cancel},
+      {"close_now", lfs_close_now}, {NULL, NULL},
+  };
+  lua_newtable(L);
+  luaL_register(L, NULL, funcs);
+  return 1;
+}
+/*}======================================================================*/

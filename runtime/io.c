@@ -1,0 +1,93 @@
+/*
+** io.c: how a libuv completion reaches the task that waits for it.
+**
+** Every I/O operation a task waits on (an fs request, a read, a connect, a
+** child's exit) is started by a C binding with an operation id that
+** lua/weft/io.lua made and recorded as the task's wait. When libuv calls
+** back, the binding pushes the outcome and calls weft__io_complete, which
+** calls the Lua side's R.io_done(id, ...) under pcall: it wakes the task
+** (an O(1) push on the run queue; nothing runs there). An id whose wait was
+** cancelled meanwhile is simply not found, so a late completion is dropped,
+** never delivered to another wait.
+**
+** Callbacks run inside uv_run, between ticks, on the thread the driver
+** runs ticks on (weft.run may be called from a coroutine of the host's), so
+** they use that thread, not necessarily the state's main thread.
+*/
+#include <lauxlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+weft_runtime *weft__rt(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&weft__rt_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  weft_runtime *rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (rt == NULL) luaL_error(L, "weft: no runtime in this Lua state");
+  return rt;
+}
+
+lua_State *weft__io_state(weft_runtime *rt) {
+  return rt->drive_L != NULL ? rt->drive_L : rt->L;
+}
+
+/*
+** Deliver operation id's outcome: push(L, ud) pushes the values the wait
+** returns and returns how many. An error in the Lua side is kept as the
+** runtime's last error (it would be a bug of weft's own).
+*/
+void weft__io_complete(weft_runtime *rt, int id, int (*push)(lua_State *, void *),
+                       void *ud) {
+  lua_State *L = weft__io_state(rt);
+  int top = lua_gettop(L);
+  if (rt->ref_io_done == LUA_NOREF || id <= 0) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_io_done);
+  lua_pushinteger(L, id);
+  int n = push != NULL ? push(L, ud) : 0;
+  if (lua_pcall(L, n + 1, 0, 0) != 0) {
+    const char *msg = lua_tostring(L, -1);
+    weft__set_error(rt, msg ? msg : "error in an I/O completion");
+  }
+  lua_settop(L, top);
+}
+
+/* Push nil and an error for libuv status `status` on `what` (the Lua side
+** turns it into a weft error whose kind is libuv's error name). */
+int weft__io_push_error(lua_State *L, int status, const char *what) {
+  lua_pushnil(L);
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, uv_err_name(status));
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, uv_strerror(status));
+  lua_setfield(L, -2, "text");
+  lua_pushstring(L, what);
+  lua_setfield(L, -2, "what");
+  return 2;
+}
+
+/*{======================================================================
+** Lua binding: weft.iocore, used by lua/weft/io.lua
+**=======================================================================*/
+
+/* iocore.set_done(fn): the function completions call (R.io_done). */
+static int liocore_set_done(lua_State *L) {
+  weft_runtime *rt = weft__rt(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (rt->ref_io_done != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->ref_io_done);
+  lua_settop(L, 1);
+  rt->ref_io_done = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+int weft__open_iocore(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+      {"set_done", liocore_set_done},
+      {NULL, NULL},
+  };
+  lua_newtable(L);
+  luaL_register(L, NULL, funcs);
+  return 1;
+}
+/*}======================================================================*/
