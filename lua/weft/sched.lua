@@ -1281,9 +1281,10 @@ local co_resume, co_create, co_status = coroutine.resume, coroutine.create,
   coroutine.status
 
 -- Coroutines parked in a weft wait (their yield(WAIT) is being relayed),
--- and every task's own coroutine: resuming either from user code would
--- hand a forged value to a wait, so it raises instead, as resuming a
--- running coroutine does.
+-- and tasks' own coroutines that user code has seen (coroutine.running in
+-- a task marks them: a mark on every task's coroutine would cost ~40 bytes
+-- a task): resuming either from user code would hand a forged value to a
+-- wait, so it raises instead, as resuming a running coroutine does.
 local waiting = setmetatable({}, { __mode = "k" })
 local task_cos = setmetatable({}, { __mode = "k" })
 
@@ -1339,9 +1340,19 @@ local function dofile_lua(path)
   return f()
 end
 
+local co_running = coroutine.running
+
+local function running()
+  local co, main = co_running()
+  local t = R.cur
+  if t and t[T_CO] == co then task_cos[co] = true end
+  return co, main
+end
+
 function S.install_coroutine_relay()
   coroutine.resume = resume_relay
   coroutine.wrap = wrap_relay
+  coroutine.running = running
   dofile = dofile_lua -- luacheck: ignore 121
 end
 
@@ -1779,7 +1790,6 @@ function S.tick(budget)
         npool = np - 1
       else
         c = create(body)
-        task_cos[c] = true
       end
       t[T_CO] = c
       ok, s = resume(c, t, co, a)
