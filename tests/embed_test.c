@@ -494,6 +494,90 @@ static void test_many_script_args(void) {
   remove(path);
 }
 
+/* gh-10: weft_free with jobs queued and running on the worker pool: the
+** queued ones are dropped, the running ones (an interpreted loop that
+** never looks at weft.worker.canceled) stopped by the hook, the threads
+** joined and every state freed (ASan's leak check covers it). */
+static void test_free_with_jobs(void) {
+  weft_config cfg = {0};
+  cfg.workers = 2;
+  weft_runtime *rt = weft_new(&cfg);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "for i = 1, 20 do\n"
+                              "  weft.go(function()\n"
+                              "    weft.work(function()\n"
+                              "      local function spin() while true do end "
+                              "end\n"
+                              "      jit.off(spin) spin()\n"
+                              "    end)\n"
+                              "  end)\n"
+                              "end\n",
+                              "=jobs"),
+            0);
+  for (int i = 0; i < 5; i++) ASSERT(weft_step(rt, 1.0) > 0);
+  uint64_t t0 = uv_hrtime();
+  weft_free(rt);
+  /* Well within the grace period given to a job that ignores the hook. */
+  ASSERT((uv_hrtime() - t0) < 1000000000ull);
+}
+
+/* Two runtimes on two threads, each with a pool of its own; one is freed
+** (with a job running) while the other's jobs go on. */
+struct pool_job {
+  int spin; /* leave a job running at weft_free */
+  long long result;
+  int rc;
+};
+
+static void run_pool_job(void *arg) {
+  struct pool_job *j = arg;
+  weft_config cfg = {0};
+  cfg.workers = 2;
+  weft_runtime *rt = weft_new(&cfg);
+  if (rt == NULL) {
+    j->rc = -1;
+    return;
+  }
+  j->rc = weft_spawn_string(
+      rt,
+      "result = 0\n"
+      "local g = weft.group()\n"
+      "for i = 1, 200 do\n"
+      "  g:go(function()\n"
+      "    local v = weft.work(function(x) return x * 2 end, i)\n"
+      "    result = result + v\n"
+      "  end)\n"
+      "end\n"
+      "g:wait()\n",
+      "=pool");
+  if (j->rc == 0) j->rc = weft_run(rt);
+  j->result = global_int(rt, "result");
+  if (j->spin && j->rc == 0) {
+    j->rc = weft_spawn_string(rt,
+                              "weft.work(function()\n"
+                              "  local function spin() while true do end end\n"
+                              "  jit.off(spin) spin()\n"
+                              "end)",
+                              "=spin");
+    for (int i = 0; i < 3 && j->rc == 0; i++) weft_step(rt, 1.0);
+  }
+  weft_free(rt);
+}
+
+static void test_two_pools(void) {
+  struct pool_job a = {1, 0, -1}, b = {0, 0, -1};
+  uv_thread_t ta, tb;
+  ASSERT_EQ(uv_thread_create(&ta, run_pool_job, &a), 0);
+  ASSERT_EQ(uv_thread_create(&tb, run_pool_job, &b), 0);
+  uv_thread_join(&ta);
+  uv_thread_join(&tb);
+  ASSERT_EQ(a.rc, 0);
+  ASSERT_EQ(b.rc, 0);
+  ASSERT_EQ(a.result, 40200);
+  ASSERT_EQ(b.result, 40200);
+}
+
 int main(void) {
   test_run_script();
   test_syntax_error();
@@ -514,6 +598,8 @@ int main(void) {
   test_interrupt_when_idle();
   test_pending_interrupt();
   test_many_script_args();
+  test_free_with_jobs();
+  test_two_pools();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
     return 1;
