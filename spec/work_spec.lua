@@ -264,9 +264,12 @@ describe("weft.work jobs", function()
       for _ = 1, 3 do
         assert.equal(1, weft.work(function() return 1 end))
       end
-      local started, _, lost = pool.stats()
+      -- The cancelled job ends at its thread's next hook check, which may
+      -- come after the jobs above (a loaded machine, TSan): wait for it
+      -- rather than race it.
+      while select(3, pool.stats()) > 0 do weft.yield() end
+      local started = pool.stats()
       assert.is_true(started <= weft.workers() + 1)
-      assert.equal(0, lost)
     end))
 
   it("10,000 jobs with random cancellation: each returns its result or " ..
