@@ -35,6 +35,11 @@ enum {
 };
 
 #define MAX_DEPTH 200
+/* Values in one message (a job's arguments, its results): the receiver
+** keeps them all on its stack, and a LuaJIT C function may use at most
+** LUAI_MAXCSTACK (8000) slots, so a few thousand more than fit failed
+** late, as "corrupt data" or "out of memory". Refused up front instead. */
+#define MAX_VALUES 7900
 
 /*{======================================================================
 ** Buffers
@@ -183,6 +188,15 @@ static int enc_value(struct enc *e, int idx);
 ** made for (their addresses). */
 static const char mods_key = 0, mods_count_key = 0;
 
+/* 1 if t[stack[k]] is set (raw). */
+static int has_key(lua_State *L, int t, int k) {
+  lua_pushvalue(L, k);
+  lua_rawget(L, t);
+  int set = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  return set;
+}
+
 static int count_loaded(lua_State *L, int loaded) {
   int n = 0;
   lua_pushnil(L);
@@ -193,10 +207,26 @@ static int count_loaded(lua_State *L, int loaded) {
   return n;
 }
 
+/* The modules every LuaJIT state has loaded or preloaded, a worker's too. */
+static int is_std_module(const char *name) {
+  static const char *const std[] = {
+      "_G",     "bit",     "coroutine",   "debug",    "ffi",
+      "io",     "jit",     "jit.opt",     "jit.util", "jit.profile",
+      "math",   "os",      "package",     "string",   "string.buffer",
+      "table",  "table.new", "table.clear", NULL};
+  for (int i = 0; std[i] != NULL; i++)
+    if (strcmp(name, std[i]) == 0) return 1;
+  return 0;
+}
+
 /* Push a map of package.loaded: each module table -> its name, and each C
-** function field of one -> {name, key}. Walking every module's fields
-** costs ~30 us, so the map is kept in the registry and made again only
-** when the number of loaded modules changed. */
+** function field of one -> {name, key}. A value found under several names
+** (`M.floor = math.floor`, `package.loaded.str = string`) keeps a standard
+** module's name: the program's own module may not load on the other side
+** (it was made in place, or comes from a path only this state has), and
+** which name won depended on the order of a hash table. Walking every
+** module's fields costs ~30 us, so the map is kept in the registry and
+** made again only when the number of loaded modules changed. */
 static void push_mods(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
   int loaded = lua_gettop(L);
@@ -219,12 +249,16 @@ static void push_mods(lua_State *L) {
     while (lua_next(L, loaded) != 0) {
       if (lua_type(L, -2) == LUA_TSTRING && lua_istable(L, -1)) {
         int m = lua_gettop(L);
-        lua_pushvalue(L, m);
-        lua_pushvalue(L, m - 1);
-        lua_rawset(L, mods);
+        int std = is_std_module(lua_tostring(L, m - 1));
+        if (std || !has_key(L, mods, m)) {
+          lua_pushvalue(L, m);
+          lua_pushvalue(L, m - 1);
+          lua_rawset(L, mods);
+        }
         lua_pushnil(L);
         while (lua_next(L, m) != 0) {
-          if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1)) {
+          if (lua_type(L, -2) == LUA_TSTRING && lua_iscfunction(L, -1) &&
+              (std || !has_key(L, mods, lua_gettop(L)))) {
             lua_pushvalue(L, -1);
             lua_createtable(L, 2, 0);
             lua_pushvalue(L, m - 1);
@@ -389,7 +423,9 @@ static int enc_value(struct enc *e, int idx) {
       int m = enc_module(e, idx);
       if (m != 0) return m < 0 ? oom(e) : 0;
     }
-    if (e->depth >= MAX_DEPTH)
+    /* depth counts the steps to this value: a root table is at 1, so 200
+    ** tables nested are at 200 (">=" refused those, saying "more than"). */
+    if (e->depth > MAX_DEPTH)
       return refuse(e, "cannot copy values nested more than 200 deep");
     if (!lua_checkstack(L, 8)) return refuse(e, "out of Lua stack");
     int ref = remember(e, idx);
@@ -415,6 +451,11 @@ int weft__copy_encode(lua_State *L, int from, int n, struct weft__buf *b,
   struct enc e;
   int rc = 0;
   if (from < 0) from = lua_gettop(L) + from + 1;
+  if (n > MAX_VALUES) {
+    snprintf(err, errlen, "%s: too many values (%d; at most %d)", root, n,
+             MAX_VALUES);
+    return -1;
+  }
   if (!lua_checkstack(L, 8)) {
     snprintf(err, errlen, "%s: out of Lua stack", root);
     return -1;
@@ -477,6 +518,24 @@ static int get_string(struct dec *d, const char **s, size_t *n) {
   return 0;
 }
 
+/* module_get(name [, key]) -> require(name) [, [key]]: protected, since
+** a module's __index may raise (a strict module), and decoding runs in
+** the scheduler's tick on the main state, where an error ends the run. */
+static int module_get(lua_State *L) {
+  int field = lua_gettop(L) == 2;
+  lua_getglobal(L, "require");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  if (field) {
+    if (!lua_istable(L, -1)) lua_pushnil(L);
+    else {
+      lua_pushvalue(L, 2);
+      lua_gettable(L, -2);
+    }
+  }
+  return 1;
+}
+
 /* require(name) on this side; with key, require(name)[key]. */
 static int dec_module(struct dec *d, int field) {
   lua_State *L = d->L;
@@ -484,21 +543,16 @@ static int dec_module(struct dec *d, int field) {
   size_t n, kn = 0;
   if (get_string(d, &name, &n)) return -1;
   if (field && get_string(d, &key, &kn)) return -1;
-  lua_getglobal(L, "require");
+  lua_pushcfunction(L, module_get);
   lua_pushlstring(L, name, n);
-  if (lua_pcall(L, 1, 1, 0) != 0) {
+  if (field) lua_pushlstring(L, key, kn);
+  if (lua_pcall(L, field ? 2 : 1, 1, 0) != 0) {
     snprintf(d->err, sizeof d->err, "module '%.*s': %s", (int)n, name,
              lua_isstring(L, -1) ? lua_tostring(L, -1) : "cannot load");
     lua_pop(L, 1);
     return -1;
   }
-  if (!field) return 0;
-  if (lua_istable(L, -1)) {
-    lua_pushlstring(L, key, kn);
-    lua_gettable(L, -2);
-    lua_remove(L, -2);
-    if (!lua_isnil(L, -1)) return 0;
-  }
+  if (!field || !lua_isnil(L, -1)) return 0;
   snprintf(d->err, sizeof d->err, "module '%.*s' has no field '%.*s'",
            (int)n, name, (int)kn, key);
   lua_pop(L, 1);
@@ -600,9 +654,12 @@ int weft__copy_decode(lua_State *L, const char *p, size_t n) {
   d.L = L;
   d.p = (const unsigned char *)p;
   d.end = d.p + n;
-  if (get_size(&d, &count) || count > 100000 ||
-      !lua_checkstack(L, (int)count + 8)) {
+  if (get_size(&d, &count) || count > MAX_VALUES) {
     lua_pushliteral(L, "corrupt data");
+    return -1;
+  }
+  if (!lua_checkstack(L, (int)count + 8)) {
+    lua_pushliteral(L, "too many values for the Lua stack");
     return -1;
   }
   lua_newtable(L);
