@@ -83,6 +83,7 @@ struct weft_runtime {
   struct weft__pool *pool; /* the worker threads, made on first use */
   int ref_io_done;         /* registry ref of R.io_done (io.c) */
   lua_State *drive_L;      /* the thread ticks run on, while driving */
+  int ready;               /* tasks ready after the last tick */
 };
 
 /* timer.c */

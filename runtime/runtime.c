@@ -63,11 +63,17 @@ static void on_async(uv_async_t *h) {
   (void)h; /* likewise: tick reads rt->events */
 }
 
-/* Run one tick. *ready and *live receive the counts it returns. */
-static int tick(weft_runtime *rt, lua_State *L, int *ready, int *live) {
+/* Run one tick, stopping at `deadline` (the runtime's clock; < 0: none).
+** *ready and *live receive the counts it returns. */
+static int tick(weft_runtime *rt, lua_State *L, double deadline, int *ready,
+                int *live) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_tick);
   lua_pushinteger(L, rt->cfg.budget);
-  if (lua_pcall(L, 1, 2, 0) != 0) {
+  if (deadline >= 0)
+    lua_pushnumber(L, deadline);
+  else
+    lua_pushnil(L);
+  if (lua_pcall(L, 2, 2, 0) != 0) {
     const char *msg = lua_tostring(L, -1);
     weft__set_error(rt, msg ? msg : "error in the scheduler");
     lua_pop(L, 1);
@@ -75,6 +81,7 @@ static int tick(weft_runtime *rt, lua_State *L, int *ready, int *live) {
   }
   *ready = (int)lua_tointeger(L, -2);
   *live = (int)lua_tointeger(L, -1);
+  rt->ready = *ready;
   lua_pop(L, 2);
   return 0;
 }
@@ -158,7 +165,7 @@ static int drive(weft_runtime *rt, lua_State *L, int report) {
   rt->running = 1;
   rt->drive_L = L;
   for (;;) {
-    rc = tick(rt, L, &ready, &live);
+    rc = tick(rt, L, -1, &ready, &live);
     if (rc != 0) break;
     if (live == 0) {
       uv_timer_stop(&rt->timer);
@@ -254,29 +261,58 @@ int weft_run(weft_runtime *rt) {
   return rc;
 }
 
+/*
+** The budget holds: timers and resumes both stop at the deadline (tick),
+** and what is left runs at the next step, in order. A failing top-level
+** task is reported (on_error) in the step it fails in, not when the last
+** task ends: a host that never empties (a game, an editor) hears of it.
+*/
 int weft_step(weft_runtime *rt, double budget_ms) {
-  int rc, ready, live;
+  int rc, ready, live, failed = 0;
   if (rt == NULL) return WEFT_EINVAL;
   if (!(budget_ms > 0)) budget_ms = 0; /* NaN too */
   if (budget_ms > MAX_WAIT_S * 1e3) budget_ms = MAX_WAIT_S * 1e3;
-  uint64_t end = uv_hrtime() + (uint64_t)(budget_ms * 1e6);
+  double deadline = weft__now(rt) + budget_ms / 1e3;
   if (rt->running) return WEFT_EBUSY;
   rt->running = 1;
   for (;;) {
-    rc = tick(rt, rt->L, &ready, &live);
+    rc = tick(rt, rt->L, deadline, &ready, &live);
     if (rc != 0) break;
+    rc = outcome(rt, rt->L);
+    if (rc == WEFT_EINTERNAL) break;
+    if (rc != 0) failed = rc;
     if (live == 0) {
-      rc = outcome(rt, rt->L);
+      rc = failed;
       break;
     }
     uv_run(rt->loop, UV_RUN_NOWAIT);
-    if (ready == 0 || uv_hrtime() >= end) {
+    if (ready == 0 || weft__now(rt) >= deadline) {
       rc = live;
       break;
     }
   }
   rt->running = 0;
   return rc;
+}
+
+int weft_next_timeout(weft_runtime *rt) {
+  double next;
+  if (rt == NULL) return WEFT_EINVAL;
+  if (rt->ready > 0) return 0;
+  /* An idle loop's backend timeout is 0 ("nothing to wait for"): here
+  ** that means nothing is due, -1. */
+  int ms = uv_loop_alive(rt->loop) ? uv_backend_timeout(rt->loop) : -1;
+  if (weft__timer_next(&rt->timers, &next)) {
+    double wait = next - weft__now(rt);
+    int t = wait <= 0 ? 0 : wait > 1e6 ? 1000000000 : (int)ceil(wait * 1e3);
+    if (ms < 0 || t < ms) ms = t;
+  }
+  return ms;
+}
+
+int weft_backend_fd(weft_runtime *rt) {
+  if (rt == NULL) return WEFT_EINVAL;
+  return uv_backend_fd(rt->loop);
 }
 
 /* ======================================================================

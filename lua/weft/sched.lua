@@ -284,16 +284,25 @@ end
 
 local tick_time = 0 -- the real clock when the current tick began
 
-local function fire_timers()
+-- fire_timers(limit [, deadline]) -> more: fire at most `limit` due
+-- timers, earliest first, and stop at `deadline` (the runtime's clock) if
+-- given; true if some may still be due (they fire, in order, next tick).
+-- A host stepping the runtime once per frame holds its budget this way
+-- even when thousands of timers come due at once.
+local function fire_timers(limit, deadline)
   tick_time = c_now(rt)
-  if ntimers == 0 then return end
+  if ntimers == 0 then return false end
   local t = tick_time
-  local id = c_timer_pop(rt, t)
-  while id ~= 0 do
+  for n = 1, limit do
+    if deadline and band(n, 63) == 0 and c_now(rt) >= deadline then
+      return true
+    end
+    local id = c_timer_pop(rt, t)
+    if id == 0 then return false end
     ntimers = ntimers - 1
     fire(id, t)
-    id = c_timer_pop(rt, t)
   end
+  return true
 end
 
 -- Clocks of the bubbles alive, in creation order.
@@ -1749,13 +1758,18 @@ local function poll_events()
   if band(ev, EV_QUIT) ~= 0 then R.on_quit() end
 end
 
--- tick(budget) -> ready, live: fire due timers, then resume up to budget
--- ready tasks. Called by the C driver once per turn of the libuv loop.
-function S.tick(budget)
+-- tick(budget [, deadline]) -> ready, live: fire up to budget due timers,
+-- then resume up to budget ready tasks, stopping at deadline (the
+-- runtime's clock, for weft_step) if given. Called by the C driver once per
+-- turn of the libuv loop.
+function S.tick(budget, deadline)
   poll_events()
-  fire_timers()
+  local more = fire_timers(budget, deadline)
   local ran = 0
   while ran < budget do
+    if deadline and band(ran, 63) == 63 and c_now(rt) >= deadline then
+      break
+    end
     local i = run_i
     if i > run_n then
       if fill_n == 0 then break end
@@ -1819,7 +1833,7 @@ function S.tick(budget)
     -- ticks again, and the clocks go on, rather than finding a deadlock.
     return fill_n > 0 and fill_n or 1, ntasks
   end
-  return fill_n + run_n - run_i + 1, ntasks
+  return fill_n + run_n - run_i + 1 + (more and 1 or 0), ntasks
 end
 
 -- idle() -> true if it found something to do: called by the C driver when

@@ -105,11 +105,25 @@ int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name);
 ** NULL. */
 int weft_run(weft_runtime *rt);
 
-/* Run ready tasks and poll the loop without blocking, for about budget_ms.
-** Returns the number of unfinished tasks (0 when none is left), or a
-** negative code as weft_run (WEFT_EINVAL for a NULL rt). For hosts that
-** drive the runtime per frame. */
+/* Run ready tasks, due timers and I/O callbacks without blocking, for
+** about budget_ms: timers and resumes both count against it, and what is
+** left runs at the next step, in order. Returns the number of unfinished
+** tasks (0 when none is left), or a negative code as weft_run (WEFT_ETASK
+** when the last tasks ended and one failed; WEFT_EINVAL for a NULL rt).
+** A top-level task that fails is reported to on_error in the step it
+** fails in. Never reports a deadlock: the host may still post work. For
+** hosts that drive the runtime per frame. */
 int weft_step(weft_runtime *rt, double budget_ms);
+
+/* Milliseconds until the runtime has something to do: 0 when tasks are
+** ready, -1 when nothing is due (only a post, a signal or I/O can wake
+** it). With weft_backend_fd, a host with its own event loop steps only
+** when needed (the cqueues protocol). WEFT_EINVAL for a NULL rt. */
+int weft_next_timeout(weft_runtime *rt);
+
+/* The loop's backend descriptor (epoll on Linux): readable when I/O or a
+** post is pending. WEFT_EINVAL for a NULL rt. */
+int weft_backend_fd(weft_runtime *rt);
 
 /* Queue fn(L, ud) to run on the runtime's thread at its next step. Any
 ** thread may call this. 0, WEFT_ENOMEM, or WEFT_EINVAL when rt or fn is
