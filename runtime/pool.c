@@ -58,6 +58,7 @@ struct weft__worker {
   struct weft__job *job; /* running, or NULL */
   int exited;
   int lost;              /* its job ignored cancellation */
+  int pathgen;           /* the pool's pathgen its state has */
 };
 
 struct weft__pool {
@@ -73,9 +74,11 @@ struct weft__pool {
   int size;  /* how many may run jobs at once */
   int idle;  /* workers waiting for a job */
   int nlost; /* workers running a job that was cancelled and goes on */
+  int nbusy; /* workers running a job that is not lost: at most size */
   int stopping;
   int inflight; /* loop thread only: jobs submitted, not yet taken */
-  char *path, *cpath;
+  char *path, *cpath; /* the main state's, as of the last submit */
+  int pathgen;        /* bumped when they change */
 };
 
 static void job_free(struct weft__job *j) {
@@ -133,7 +136,8 @@ static const char worker_setup[] =
     "package.loaded.weft, package.loaded['weft.worker'] = stub, worker\n"
     "weft = stub\n";
 
-static lua_State *worker_state(struct weft__worker *w) {
+static lua_State *worker_state(struct weft__worker *w, const char *path,
+                               const char *cpath) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
   luaL_openlibs(L);
@@ -146,8 +150,8 @@ static lua_State *worker_state(struct weft__worker *w) {
   lua_newtable(L);
   lua_pushcfunction(L, lworker_canceled);
   lua_setfield(L, -2, "canceled");
-  lua_pushstring(L, w->pool->path);
-  lua_pushstring(L, w->pool->cpath);
+  lua_pushstring(L, path);
+  lua_pushstring(L, cpath);
   lua_pushliteral(L, WEFT_VERSION_STRING);
   if (lua_pcall(L, 4, 0, 0) != 0) goto fail;
   return L;
@@ -174,40 +178,43 @@ static int on_error(lua_State *L) {
   return 1;
 }
 
-/* Put the job's function on the stack: decoded, or module[func]. Returns
-** the number of arguments pushed after it, or -1 with a message pushed. */
-static int job_function(lua_State *L, struct weft__job *j) {
-  int base = lua_gettop(L);
+/* job_call(job) -> the job's results: decode the job, find its function
+** (decoded, or require(mod)[func]) and call it. Run under lua_pcall, as
+** all of it may raise: a module's top level, its __index, a C function
+** of a module looked up while decoding. An error outside a pcall would
+** panic the worker's state and abort the whole process. */
+static int job_call(lua_State *L) {
+  struct weft__job *j = lua_touserdata(L, 1);
+  lua_settop(L, 0);
   int n = weft__copy_decode(L, j->in.p, j->in.n);
-  if (n < 0) return -1; /* the message is pushed */
-  if (n < 1 || (j->module && n < 2)) {
-    lua_settop(L, base);
-    lua_pushliteral(L, "weft.work: corrupt job");
-    return -1;
+  if (n < 0) return lua_error(L); /* the message is pushed */
+  if (n < 1 || (j->module && n < 2))
+    return luaL_error(L, "weft.work: corrupt job");
+  if (j->module) {
+    /* args..., module name, function name (last, so that the paths in
+    ** refusals number the arguments from 1): require(mod)[func]. */
+    const char *mod = lua_tostring(L, n - 1), *func = lua_tostring(L, n);
+    lua_getglobal(L, "require");
+    lua_pushvalue(L, n - 1);
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "module '%s' is not a table", mod);
+    lua_getfield(L, -1, func);
+    if (!lua_isfunction(L, -1))
+      return luaL_error(L, "module '%s' has no function '%s'", mod, func);
+    lua_insert(L, 1);
+    n -= 2;
+    lua_settop(L, n + 1);
+  } else {
+    n--;
   }
-  if (!j->module) return n - 1;
-  /* module name, function name, args...: require(mod)[func] */
-  lua_getglobal(L, "require");
-  lua_pushvalue(L, base + 1);
-  if (lua_pcall(L, 1, 1, 0) != 0) return -1;
-  if (!lua_istable(L, -1)) {
-    lua_pushfstring(L, "module '%s' is not a table",
-                    lua_tostring(L, base + 1));
-    return -1;
-  }
-  lua_getfield(L, -1, lua_tostring(L, base + 2));
-  if (!lua_isfunction(L, -1)) {
-    lua_pushfstring(L, "module '%s' has no function '%s'",
-                    lua_tostring(L, base + 1), lua_tostring(L, base + 2));
-    return -1;
-  }
-  lua_replace(L, base + 1);
-  lua_pop(L, 1);
-  lua_remove(L, base + 2);
-  return n - 2;
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
-/* Write an error (message, traceback) as the job's outcome. */
+/* Write an error (message, traceback) as the job's outcome. The message
+** and traceback are strings (on_error, or lua_pcall's own for an error in
+** the handler), so copying them fails only for want of memory. */
 static void job_fail(lua_State *L, struct weft__job *j, int err_idx) {
   char err[256];
   j->ok = 0;
@@ -229,13 +236,11 @@ static void job_run(lua_State *L, struct weft__job *j) {
   char err[256];
   lua_settop(L, 0);
   lua_pushcfunction(L, on_error);
-  int n = job_function(L, j);
-  if (n < 0) {
-    job_fail(L, j, -1);
-    goto done;
-  }
+  lua_pushcfunction(L, job_call);
+  lua_pushlightuserdata(L, j);
+  /* The hook covers a module's top level too: it may loop as well. */
   lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_COUNT);
-  int rc = lua_pcall(L, n, LUA_MULTRET, 1);
+  int rc = lua_pcall(L, 1, LUA_MULTRET, 1);
   lua_sethook(L, NULL, 0, 0);
   if (rc != 0) {
     job_fail(L, j, -1);
@@ -244,6 +249,10 @@ static void job_run(lua_State *L, struct weft__job *j) {
   j->ok = 1;
   if (weft__copy_encode(L, 2, lua_gettop(L) - 1, &j->out, "results", NULL,
                         err, sizeof err) != 0) {
+    /* Drop the results first: with thousands of them the stack has no
+    ** room left for the message (job_fail then failed as well, and the
+    ** caller read "out of memory"). */
+    lua_settop(L, 1);
     lua_pushfstring(L, "weft.work: %s", err);
     job_fail(L, j, -1);
   }
@@ -257,10 +266,28 @@ static void post_done(struct weft__pool *p) {
   uv_async_send(&p->rt->async);
 }
 
+/* package.path and cpath as the main state's are now (see submit). */
+static void set_paths(lua_State *L, const char *path, const char *cpath) {
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, cpath);
+    lua_setfield(L, -2, "cpath");
+  }
+  lua_pop(L, 1);
+}
+
 static void worker_main(void *arg) {
   struct weft__worker *w = arg;
   struct weft__pool *p = w->pool;
-  lua_State *L = worker_state(w);
+  uv_mutex_lock(&p->mu);
+  char *path = strdup(p->path), *cpath = strdup(p->cpath);
+  w->pathgen = p->pathgen;
+  uv_mutex_unlock(&p->mu);
+  lua_State *L = path && cpath ? worker_state(w, path, cpath) : NULL;
+  free(path);
+  free(cpath);
   uv_mutex_lock(&p->mu);
   for (;;) {
     if (!p->stopping && p->qhead == NULL) {
@@ -270,7 +297,10 @@ static void worker_main(void *arg) {
       }
       uv_mutex_lock(&p->mu);
     }
-    while (!p->stopping && p->qhead == NULL) {
+    /* A thread started to stand in for a lost one is still there once
+    ** that one's job ended: without the nbusy gate, more than size jobs
+    ** ran at once from then on (--workers 1 ran two). */
+    while (!p->stopping && (p->qhead == NULL || p->nbusy >= p->size)) {
       p->idle++;
       uv_cond_wait(&p->work_cv, &p->mu);
       p->idle--;
@@ -282,7 +312,17 @@ static void worker_main(void *arg) {
     atomic_fetch_sub(&p->nqueued, 1);
     j->next = NULL;
     w->job = j;
+    p->nbusy++;
+    path = cpath = NULL;
+    if (w->pathgen != p->pathgen) {
+      path = strdup(p->path);
+      cpath = strdup(p->cpath);
+      w->pathgen = p->pathgen;
+    }
     uv_mutex_unlock(&p->mu);
+    if (L != NULL && path != NULL && cpath != NULL) set_paths(L, path, cpath);
+    free(path);
+    free(cpath);
     if (L != NULL) {
       job_run(L, j);
     } else {
@@ -291,7 +331,10 @@ static void worker_main(void *arg) {
     }
     uv_mutex_lock(&p->mu);
     w->job = NULL;
-    if (w->lost) p->nlost--;
+    if (w->lost)
+      p->nlost--;
+    else
+      p->nbusy--;
     w->lost = 0;
     if (j->discard) {
       job_free(j);
@@ -481,6 +524,42 @@ static weft_runtime *rt_of(lua_State *L) {
   return rt;
 }
 
+/* Take the main state's package.path and cpath for the jobs to come, if
+** they changed since the last submit: a program that sets package.path
+** after its first job (or a spec, after another's) found its modules in
+** the main state and not in the workers. Loop thread only. */
+static int paths_update(lua_State *L, struct weft__pool *p) {
+  lua_getglobal(L, "package");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_getfield(L, -1, "path");
+  lua_getfield(L, -2, "cpath");
+  const char *path = lua_tostring(L, -2), *cpath = lua_tostring(L, -1);
+  if (path == NULL) path = "";
+  if (cpath == NULL) cpath = "";
+  int rc = 0;
+  if (strcmp(path, p->path) != 0 || strcmp(cpath, p->cpath) != 0) {
+    char *np = strdup(path), *ncp = strdup(cpath);
+    if (np == NULL || ncp == NULL) {
+      free(np);
+      free(ncp);
+      rc = -1;
+    } else {
+      uv_mutex_lock(&p->mu);
+      free(p->path);
+      free(p->cpath);
+      p->path = np;
+      p->cpath = ncp;
+      p->pathgen++;
+      uv_mutex_unlock(&p->mu);
+    }
+  }
+  lua_pop(L, 3);
+  return rc;
+}
+
 /* Queue job j (its input encoded). Raises on failure, freeing j. */
 static void submit(lua_State *L, struct weft__pool *p, struct weft__job *j) {
   uv_mutex_lock(&p->mu);
@@ -510,12 +589,21 @@ static int lpool_submit(lua_State *L) {
   char err[256], msg[300];
   struct weft__pool *p = pool_get(L, rt);
   if (p == NULL) return luaL_error(L, "%s: out of memory", what);
+  if (paths_update(L, p) != 0)
+    return luaL_error(L, "%s: out of memory", what);
   struct weft__job *j = calloc(1, sizeof *j);
   if (j == NULL) return luaL_error(L, "%s: out of memory", what);
   j->module = module;
   /* One buffer for the function and its arguments, so that references
-  ** between them are kept. Paths read "fn" and "args[i]"; a module's name
-  ** and function are args[-1] and args[0], and always strings. */
+  ** between them are kept. Paths read "fn" and "args[i]". A module's name
+  ** and function (always strings) go after the arguments, so that
+  ** args[1] is the first argument here too (see job_call). */
+  if (module) {
+    lua_pushvalue(L, 3);
+    lua_pushvalue(L, 4);
+    lua_remove(L, 3);
+    lua_remove(L, 3);
+  }
   int rc = weft__copy_encode(L, 3, lua_gettop(L) - 2, &j->in,
                              "args", module ? NULL : "fn", err, sizeof err);
   if (rc != 0) {
@@ -600,6 +688,8 @@ static int lpool_cancel(lua_State *L) {
     if (!w->lost) {
       w->lost = 1;
       p->nlost++;
+      p->nbusy--;
+      uv_cond_signal(&p->work_cv); /* a queued job may run now */
     }
     found = 1;
   }

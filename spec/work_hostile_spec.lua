@@ -37,6 +37,18 @@ local function run(code, flags)
 end
 
 describe("gh-10 hostile: work_module", function()
+  it("gh-10: a module whose __index raises fails the job, not the process",
+    function()
+      local out, status = run([[
+        print(weft.work_module('gh10_strict', 'hello'))
+        local v, err = weft.work_module('gh10_strict', 'missing')
+        print(v, err.kind, err.message)
+        print(weft.work_module('gh10_strict', 'hello'))]])
+      assert.equal(0, status, out)
+      assert.matches("^hi\nnil\twork\tjob gh10_strict.missing failed: " ..
+        "[^\n]*gh10_strict has no field missing\nhi\n$", out)
+    end)
+
   it("gh-10: a result that needs a strict module's missing field fails " ..
     "the job, not the runtime", function()
       local out, status = run([[
@@ -51,6 +63,41 @@ describe("gh-10 hostile: work_module", function()
         "no field iter\n1\n$", out)
     end)
 
+  it("gh-10: a module whose top level raises a table that cannot be " ..
+    "copied: the job fails saying so, not 'out of memory'", function()
+      local out, status = run([[
+        local v, err = weft.work_module('gh10_badtop', 'f')
+        print(v, err.message)]])
+      assert.equal(0, status, out)
+      assert.is_nil(out:find("out of memory", 1, true), out)
+      assert.matches("^nil\tjob gh10_badtop.f failed: %(error object is " ..
+        "a table value%)\n$", out)
+    end)
+
+  it("gh-10: a refused argument of work_module is named args[1]",
+    task(function()
+      local ok, err = pcall(weft.work_module, "string", "rep",
+        coroutine.create(print))
+      assert.is_false(ok)
+      assert.matches("weft%.work_module: args%[1%]: cannot copy a " ..
+        "coroutine", err)
+      ok, err = pcall(weft.work_module, "string", "rep", "x",
+        { y = newproxy() })
+      assert.is_false(ok)
+      assert.matches("weft%.work_module: args%[2%]%.y: cannot copy a " ..
+        "userdata", err)
+      assert.equal("xxx", weft.work_module("string", "rep", "x", 3))
+    end))
+
+  it("gh-10: package.path set after the pool started reaches the workers",
+    function()
+      local out, status = H.sh(("%s -e %q 2>&1"):format(H.weft_bin, ([[
+        print(weft.work(function() return 1 end))
+        package.path = '%s/?.lua;' .. package.path
+        print(weft.work_module('gh10_later', 'f'))]]):format(dir)))
+      assert.equal(0, status, out)
+      assert.equal("1\nlater\n", out)
+    end)
 end)
 
 describe("gh-10 hostile: values", function()
@@ -80,6 +127,26 @@ describe("gh-10 hostile: values", function()
       local ok, err = pcall(weft.work, depth, nest(201))
       assert.is_false(ok)
       assert.matches("nested more than 200 deep", err)
+    end))
+
+  it("gh-10: a job returning too many values says so", task(function()
+      local v, err = weft.work(function(n)
+        local r = {}
+        for i = 1, n do r[i] = i end
+        return unpack(r)
+      end, 7995)
+      assert.is_nil(v)
+      assert.matches("results: too many values", err.message)
+      assert.equal(7000, select("#", weft.work(function(n)
+        local r = {}
+        for i = 1, n do r[i] = i end
+        return unpack(r)
+      end, 7000)))
+      local t = {}
+      for i = 1, 7990 do t[i] = i end
+      local ok, msg = pcall(weft.work, print, unpack(t))
+      assert.is_false(ok)
+      assert.matches("weft%.work: args: too many values", msg)
     end))
 
   it("gh-10: a C function aliased in a module of the program's own " ..
@@ -118,6 +185,53 @@ describe("gh-10 hostile: values", function()
 end)
 
 describe("gh-10 hostile: the pool", function()
+  it("gh-10: --workers 1 runs one job at a time, also after a job that " ..
+    "ignored cancellation ended", function()
+      local flag = dir .. "/gh10_flag"
+      os.remove(flag)
+      os.remove(flag .. ".stop")
+      local out, status = run(([[
+        local pool = require 'weft.pool'
+        local flag = %q
+        local ctx, cancel = weft.with_cancel()
+        local t = weft.go(function()
+          weft.scope(function()
+            return weft.work(function(path)
+              io.open(path, 'w'):close()
+              local function spin() for _ = 1, 1e5 do end end
+              jit.off(spin)
+              while not io.open(path .. '.stop') do pcall(spin) end
+            end, flag)
+          end, { ctx = ctx })
+        end)
+        while not io.open(flag) do weft.yield() end
+        cancel()
+        t:join()
+        print(weft.work(function() return 'meanwhile' end))
+        io.open(flag .. '.stop', 'w'):close()
+        while select(3, pool.stats()) > 0 do weft.yield() end
+        local function probe(me, other)
+          io.open(me, 'w'):close()
+          local t0, saw = os.clock(), false
+          while os.clock() - t0 < 0.1 and not saw do
+            local f = io.open(other)
+            if f then f:close() saw = true end
+          end
+          os.remove(me)
+          return saw
+        end
+        local g, saw = weft.group(), {}
+        for i = 1, 2 do
+          g:go(function()
+            saw[i] = weft.work(probe, flag .. i, flag .. (3 - i))
+          end)
+        end
+        g:wait()
+        print(saw[1], saw[2])]]):format(flag), "--workers 1")
+      assert.equal(0, status, out)
+      assert.equal("meanwhile\nfalse\tfalse\n", out)
+    end)
+
   it("gh-10: --workers 1 with 100 concurrent jobs: each result once",
     function()
       local out, status = run([[
