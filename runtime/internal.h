@@ -127,6 +127,12 @@ int weft__open_iocore(lua_State *L);
 /* fs.c: the loader of weft.fscore. */
 int weft__open_fscore(lua_State *L);
 
+/* process.c: the loader of weft.proccore; signal names and numbers (the
+** argument's signal, by name or number, or a bad-argument error). */
+int weft__open_proccore(lua_State *L);
+const char *weft__signal_name(int num);
+int weft__check_signal(lua_State *L, int arg);
+
 /* pool.c: the loader of weft.pool; stopping and freeing the pool. */
 int weft__open_pool(lua_State *L);
 void weft__pool_free(weft_runtime *rt);

@@ -64,5 +64,7 @@ void weft__preload(lua_State *L) {
   lua_setfield(L, -2, "weft.iocore");
   lua_pushcfunction(L, weft__open_fscore);
   lua_setfield(L, -2, "weft.fscore");
+  lua_pushcfunction(L, weft__open_proccore);
+  lua_setfield(L, -2, "weft.proccore");
   lua_pop(L, 2);
 }

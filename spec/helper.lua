@@ -80,6 +80,19 @@ function H.zombies()
   return n
 end
 
+-- H.zombies() -> how many children of this process are zombies (state Z
+-- in /proc/<pid>/stat): process specs check that every child was reaped.
+function H.zombies()
+  local me, n = H.pid(), 0
+  local p = io.popen("cat /proc/[0-9]*/stat 2>/dev/null")
+  for line in p:lines() do
+    local state, ppid = line:match("^%d+ %b() (%u) (%d+)")
+    if state == "Z" and ppid == me then n = n + 1 end
+  end
+  p:close()
+  return n
+end
+
 -- Paths of the build, from the environment ctest sets.
 H.weft_bin = os.getenv("WEFT_BIN") or "build/weft"
 H.module_dir = os.getenv("WEFT_MODULE_DIR") or "build/lib"

@@ -17,6 +17,7 @@ local steward = require "weft.steward"
 local replicate = require "weft.replicate"
 local work = require "weft.work"
 local fs = require "weft.fs"
+local process = require "weft.process"
 
 local R = S.R
 local type, select, unpack = type, select, unpack
@@ -94,6 +95,7 @@ local weft = {
 
   -- I/O
   fs = fs,
+  process = process,
 
   -- errors
   error = errors.error,

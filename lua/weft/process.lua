@@ -1,0 +1,328 @@
+-- weft.process: child processes for tasks, on libuv's uv_spawn
+-- (runtime/process.c). No shell is involved: the command is run with the
+-- arguments given. Waits honour their context; cancelling a wait ends the
+-- child (SIGTERM, then SIGKILL after a grace) and the exit callback reaps
+-- it, as it reaps a child nobody waits for.
+
+local S = require "weft.sched"
+local io = require "weft.io"
+local ctxmod = require "weft.ctx"
+local group = require "weft.group"
+local pc = require "weft.proccore"
+
+local call = io.call
+local type, tostring, format, setmetatable, pairs, ipairs = type, tostring,
+  string.format, setmetatable, pairs, ipairs
+local concat, sort = table.concat, table.sort
+
+local M = {}
+
+local CHUNK = 65536
+local GRACE = 2 -- seconds from SIGTERM to SIGKILL when a wait is cancelled
+
+--[[ Pipes: conns over a child's pipes (and over stdio, see stdio.lua) ]]
+
+local Pipe = {}
+local PipeMT = { __index = Pipe, __name = "weft.process.conn" }
+M.PipeMT = PipeMT
+
+-- M.pipe(ud) -> a conn over the C pipe ud
+function M.pipe(ud)
+  return setmetatable({ ud = ud, buf = "" }, PipeMT)
+end
+
+local function check_pipe(p, fname)
+  S.checkmt(p, PipeMT, 1, fname)
+  if pc.is_closed(p.ud) then error("attempt to use a closed pipe", 3) end
+  return p
+end
+
+local function read_start(id, ud, max)
+  return pc.read(id, ud, max)
+end
+
+-- raw(p, max, ctx) -> up to max bytes | nil, err
+local function raw(p, max, ctx)
+  local data, err = pc.take(p.ud, max)
+  if data == false then
+    return call(ctx, "conn:read", read_start, pc.read_cancel, p.ud, max)
+  end
+  if data == nil then err = io.error(err) end
+  return data, err
+end
+
+-- conn:read([max] [, ctx]) -> data | nil, err (kind "EOF" at the end):
+-- whatever arrived, at most max bytes (64 KiB by default).
+function Pipe.read(p, max, ctx)
+  check_pipe(p, "read")
+  if type(max) == "table" and ctx == nil then max, ctx = nil, max end
+  if max ~= nil and (type(max) ~= "number" or max ~= max or max < 1) then
+    S.typeerror(1, "read", "positive number", max)
+  end
+  ctx = io.checkctx(ctx, 2, "read")
+  max = max or CHUNK
+  local buf = p.buf
+  if #buf > 0 then
+    if #buf <= max then
+      p.buf = ""
+      return buf
+    end
+    p.buf = buf:sub(max + 1)
+    return buf:sub(1, max)
+  end
+  return raw(p, max, ctx)
+end
+
+-- conn:read_line([ctx]) -> line without its "\n" | nil, err. At the end,
+-- a last line without "\n" is returned, then nil, err (EOF).
+function Pipe.read_line(p, ctx)
+  check_pipe(p, "read_line")
+  ctx = io.checkctx(ctx, 1, "read_line")
+  local from = 1
+  while true do
+    local buf = p.buf
+    local i = buf:find("\n", from, true)
+    if i then
+      p.buf = buf:sub(i + 1)
+      return buf:sub(1, i - 1)
+    end
+    from = #buf + 1
+    local data, err = raw(p, CHUNK, ctx)
+    if not data then
+      if err.kind == "EOF" and #buf > 0 then
+        p.buf = ""
+        return buf
+      end
+      return nil, err
+    end
+    p.buf = buf .. data
+  end
+end
+
+-- conn:lines([ctx]) -> an iterator over the lines, for a `for` loop; it
+-- ends at EOF and raises on another error, as io.lines does.
+function Pipe.lines(p, ctx)
+  check_pipe(p, "lines")
+  ctx = io.checkctx(ctx, 1, "lines")
+  return function()
+    if pc.is_closed(p.ud) then return nil end
+    local line, err = p:read_line(ctx)
+    if line then return line end
+    if err.kind ~= "EOF" then error(tostring(err), 2) end
+    return nil
+  end
+end
+
+-- conn:write(data [, ctx]) -> true | nil, err: returns once the data is
+-- written into the pipe (so a writer is held back by a slow reader).
+function Pipe.write(p, data, ctx)
+  check_pipe(p, "write")
+  if type(data) ~= "string" then S.typeerror(1, "write", "string", data) end
+  ctx = io.checkctx(ctx, 2, "write")
+  return call(ctx, "conn:write", pc.write, pc.write_cancel, p.ud, data)
+end
+
+-- conn:close(): idempotent; a child reading its stdin sees the end.
+function Pipe.close(p)
+  S.checkmt(p, PipeMT, 1, "close")
+  pc.close(p.ud)
+  return true
+end
+
+function PipeMT.__tostring(p)
+  return (tostring(p.ud):gsub("^weft%.process%.pipe", "weft.process.conn"))
+end
+
+--[[ Processes ]]
+
+local Proc = {}
+local ProcMT = { __index = Proc, __name = "weft.process.proc" }
+
+local modes = { pipe = true, inherit = true, null = true }
+
+local function stdio_mode(v, name)
+  if v == nil then return "inherit" end
+  if not modes[v] then
+    S.argerror(1, "spawn", format("field '%s': \"pipe\", \"inherit\" or " ..
+      "\"null\" expected", name), 4)
+  end
+  return v
+end
+
+-- weft.process.spawn{cmd, args=, cwd=, env=, stdin=, stdout=, stderr=,
+-- grace=} -> proc | nil, err. env, when given, replaces the environment
+-- (a table of name = value); each stdio is "pipe", "inherit" (default) or
+-- "null".
+function M.spawn(opts)
+  if type(opts) ~= "table" then S.typeerror(1, "spawn", "table", opts) end
+  local cmd = opts[1] or opts.cmd
+  if type(cmd) ~= "string" then
+    S.argerror(1, "spawn", "field 1: command (string) expected")
+  end
+  local args = opts.args
+  if args ~= nil and type(args) ~= "table" then
+    S.argerror(1, "spawn", "field 'args': table expected")
+  end
+  if args then
+    for i = 1, #args do
+      if type(args[i]) ~= "string" and type(args[i]) ~= "number" then
+        S.argerror(1, "spawn", format("field 'args': string expected at %d",
+          i))
+      end
+      args[i] = tostring(args[i])
+    end
+  end
+  local env
+  if opts.env ~= nil then
+    if type(opts.env) ~= "table" then
+      S.argerror(1, "spawn", "field 'env': table expected")
+    end
+    env = {}
+    for k, v in pairs(opts.env) do
+      env[#env + 1] = tostring(k) .. "=" .. tostring(v)
+    end
+    sort(env)
+  end
+  if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
+    S.argerror(1, "spawn", "field 'cwd': string expected")
+  end
+  local grace = opts.grace or GRACE
+  if type(grace) ~= "number" or grace ~= grace or grace < 0 then
+    S.argerror(1, "spawn", "field 'grace': non-negative number expected")
+  end
+  local ud, i, o, e = pc.spawn { file = cmd, args = args, env = env,
+    cwd = opts.cwd, stdio = { stdio_mode(opts.stdin, "stdin"),
+      stdio_mode(opts.stdout, "stdout"), stdio_mode(opts.stderr, "stderr") } }
+  if not ud then return nil, io.error(i) end
+  return setmetatable({ ud = ud, cmd = cmd, grace = grace,
+    stdin = i and M.pipe(i) or nil, stdout = o and M.pipe(o) or nil,
+    stderr = e and M.pipe(e) or nil }, ProcMT)
+end
+
+local function wait_start(id, p)
+  pc.wait(id, p.ud)
+  return { p = p, id = id }
+end
+
+local function wait_cancel(req)
+  pc.terminate(req.p.ud, req.id, req.p.grace)
+end
+
+-- proc:wait([ctx]) -> code, signal | nil, err. code is the exit status, or
+-- 128 + N for a child killed by signal N, whose name is then signal
+-- ("SIGTERM"). Cancelling ctx ends the child (see the top of the file).
+function Proc.wait(p, ctx)
+  S.checkmt(p, ProcMT, 1, "wait")
+  ctx = io.checkctx(ctx, 1, "wait")
+  local code, sig = pc.status(p.ud)
+  if code then return code, sig end
+  return call(ctx, "proc:wait", wait_start, wait_cancel, p)
+end
+
+-- proc:kill([sig]) -> true | nil, err: send sig (a name such as "SIGTERM"
+-- or "TERM", or a number; SIGTERM by default). ESRCH once it exited.
+function Proc.kill(p, sig)
+  S.checkmt(p, ProcMT, 1, "kill")
+  if sig ~= nil and type(sig) ~= "string" and type(sig) ~= "number" then
+    S.typeerror(1, "kill", "signal name or number", sig)
+  end
+  local ok, err = pc.kill(p.ud, sig or "SIGTERM")
+  if not ok then return nil, io.error(err) end
+  return true
+end
+
+-- proc:pid() -> the child's process id
+function Proc.pid(p)
+  S.checkmt(p, ProcMT, 1, "pid")
+  return pc.pid(p.ud)
+end
+
+-- proc:close(): close its pipes (the child goes on; it is reaped when it
+-- exits).
+function Proc.close(p)
+  S.checkmt(p, ProcMT, 1, "close")
+  for _, k in ipairs { "stdin", "stdout", "stderr" } do
+    if p[k] then p[k]:close() end
+  end
+  return true
+end
+
+function ProcMT.__tostring(p)
+  return format("%s (%s)", tostring(p.ud), p.cmd)
+end
+
+--[[ run: a command's outputs in full ]]
+
+local function drain(pipe, parts, ctx)
+  while true do
+    local data, err = pipe:read(CHUNK, ctx)
+    if not data then
+      if err.kind == "EOF" then return true end
+      return nil, err
+    end
+    parts[#parts + 1] = data
+  end
+end
+
+-- weft.process.run(argv [, {input=, cwd=, env=, timeout=, grace=}])
+--   -> {code=, signal=, stdout=, stderr=} | nil, err
+-- Both outputs are read at once, so a child that fills one pipe while we
+-- read the other does not stall. Cancelling the caller's context (or the
+-- timeout) ends the child.
+function M.run(argv, opts)
+  if type(argv) ~= "table" or type(argv[1]) ~= "string" then
+    S.typeerror(1, "run", "argument list", argv)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    S.typeerror(2, "run", "table", opts)
+  end
+  opts = opts or {}
+  local input = opts.input
+  if input ~= nil and type(input) ~= "string" then
+    S.argerror(2, "run", "field 'input': string expected")
+  end
+  S.cur("run")
+  local ctx, cancel = ctxmod.with_cancel(ctxmod.context())
+  if opts.timeout ~= nil then
+    ctx, cancel = ctxmod.with_timeout(ctx, opts.timeout)
+  end
+  local args = {}
+  for i = 2, #argv do args[i - 1] = argv[i] end
+  local p, err = M.spawn { argv[1], args = args, cwd = opts.cwd,
+    env = opts.env, grace = opts.grace, stdin = input and "pipe" or "null",
+    stdout = "pipe", stderr = "pipe" }
+  if not p then
+    cancel()
+    return nil, err
+  end
+  local out, errs = {}, {}
+  local g = group.group { ctx = ctx }
+  g:go(function(c) return drain(p.stdout, out, c) end)
+  g:go(function(c) return drain(p.stderr, errs, c) end)
+  if input then
+    g:go(function(c)
+      local ok, werr = p.stdin:write(input, c)
+      p.stdin:close()
+      -- A child that exits without reading all its input is no failure.
+      if not ok and werr.kind ~= "EPIPE" and werr.kind ~= "ECANCELED" then
+        return nil, werr
+      end
+      return true
+    end)
+  end
+  local code, sig = p:wait(ctx)
+  if not code then
+    -- Cancelled: the child was sent SIGTERM (SIGKILL after the grace), so
+    -- it ends soon; run returns once it is reaped, leaving nothing behind.
+    p:wait(S.background)
+  end
+  local gerr = g:wait()
+  p:close()
+  cancel()
+  if not code then return nil, sig end
+  if gerr then return nil, gerr end
+  return { code = code, signal = sig, stdout = concat(out),
+    stderr = concat(errs) }
+end
+
+return M
