@@ -133,6 +133,9 @@ int weft__open_proccore(lua_State *L);
 const char *weft__signal_name(int num);
 int weft__check_signal(lua_State *L, int arg);
 
+/* signal.c: the loader of weft.sigcore. */
+int weft__open_sigcore(lua_State *L);
+
 /* pool.c: the loader of weft.pool; stopping and freeing the pool. */
 int weft__open_pool(lua_State *L);
 void weft__pool_free(weft_runtime *rt);

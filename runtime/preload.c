@@ -66,5 +66,7 @@ void weft__preload(lua_State *L) {
   lua_setfield(L, -2, "weft.fscore");
   lua_pushcfunction(L, weft__open_proccore);
   lua_setfield(L, -2, "weft.proccore");
+  lua_pushcfunction(L, weft__open_sigcore);
+  lua_setfield(L, -2, "weft.sigcore");
   lua_pop(L, 2);
 }

@@ -18,6 +18,7 @@ local replicate = require "weft.replicate"
 local work = require "weft.work"
 local fs = require "weft.fs"
 local process = require "weft.process"
+local signal = require "weft.signal"
 
 local R = S.R
 local type, select, unpack = type, select, unpack
@@ -96,6 +97,7 @@ local weft = {
   -- I/O
   fs = fs,
   process = process,
+  signal = signal,
 
   -- errors
   error = errors.error,

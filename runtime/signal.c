@@ -1,0 +1,202 @@
+/*
+** signal.c: signals for tasks, on uv_signal_t.
+**
+** The weft command (main.c) handles SIGINT, SIGTERM and SIGHUP with its own
+** sigaction handlers: they cancel the root context. libuv's uv_signal_start
+** replaces a signal's handler with libuv's, and when the last uv_signal_t
+** of that signal stops, libuv sets it to SIG_DFL, which would drop the
+** command's handler for good. So a signal is libuv's only while a task
+** listens (lua/weft/signal.lua counts the listeners): before the first
+** listener starts, the handler in place is saved; after the last one
+** stops, it is put back, but only if libuv left SIG_DFL (a uv_signal_t of
+** another runtime in the process still listening keeps libuv's). While a
+** script listens to SIGINT, Ctrl-C goes to the script alone; after, it
+** cancels the root again. The same holds for any host's handlers.
+**
+** Each listener is one uv_signal_t in a struct sig outside the Lua heap,
+** calling a Lua function (held by a registry reference, dropped on close)
+** under pcall, which only wakes tasks.
+*/
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define SIGNAL_MT "weft.signal.listener"
+#define SAVED_MT "weft.signal.saved"
+
+struct sig {
+  uv_signal_t h;
+  weft_runtime *rt;
+  int ref; /* the Lua function to call, or LUA_NOREF */
+  int signum;
+};
+
+struct lsig {
+  struct sig *s; /* NULL once closed */
+};
+
+struct saved {
+  struct sigaction sa; /* the handler before libuv's */
+  int signum;
+  int pending;         /* not restored yet */
+};
+
+static void sig_on_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct sig *s = h->data;
+  lua_State *L = weft__io_state(s->rt);
+  int top = lua_gettop(L);
+  if (s->ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref);
+  const char *name = weft__signal_name(signum);
+  if (name) lua_pushstring(L, name);
+  else lua_pushinteger(L, signum);
+  if (lua_pcall(L, 1, 0, 0) != 0) {
+    const char *msg = lua_tostring(L, -1);
+    weft__set_error(s->rt, msg ? msg : "error in a signal callback");
+  }
+  lua_settop(L, top);
+}
+
+static void sig_close(lua_State *L, struct lsig *u) {
+  struct sig *s = u->s;
+  if (s == NULL) return;
+  u->s = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+  s->ref = LUA_NOREF;
+  uv_close((uv_handle_t *)&s->h, sig_on_closed);
+}
+
+/*{======================================================================
+** Lua binding: weft.sigcore, used by lua/weft/signal.lua
+**=======================================================================*/
+
+/* sigcore.number(sig) -> signal number, name (raises on a bad one) */
+static int lsig_number(lua_State *L) {
+  int n = weft__check_signal(L, 1);
+  const char *name = weft__signal_name(n);
+  lua_pushinteger(L, n);
+  if (name) lua_pushstring(L, name);
+  else lua_pushvalue(L, 1);
+  return 2;
+}
+
+/* sigcore.save(signum) -> saved: the handler in place now */
+static int lsig_save(lua_State *L) {
+  int signum = (int)luaL_checkinteger(L, 1);
+  struct saved *sv = lua_newuserdata(L, sizeof *sv);
+  memset(sv, 0, sizeof *sv);
+  luaL_getmetatable(L, SAVED_MT);
+  lua_setmetatable(L, -2);
+  if (sigaction(signum, NULL, &sv->sa) == 0) {
+    sv->signum = signum;
+    sv->pending = 1;
+  }
+  return 1;
+}
+
+static void restore(struct saved *sv) {
+  struct sigaction cur;
+  if (!sv->pending) return;
+  sv->pending = 0;
+  if (sigaction(sv->signum, NULL, &cur) == 0 && cur.sa_handler == SIG_DFL &&
+      !(cur.sa_flags & SA_SIGINFO))
+    sigaction(sv->signum, &sv->sa, NULL);
+}
+
+/* sigcore.restore(saved): put the saved handler back if libuv left none */
+static int lsig_restore(lua_State *L) {
+  restore(luaL_checkudata(L, 1, SAVED_MT));
+  return 0;
+}
+
+/* sigcore.start(signum, fn) -> listener | nil, err: fn(name) on each. */
+static int lsig_start(lua_State *L) {
+  weft_runtime *rt = weft__rt(L);
+  int signum = (int)luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  struct lsig *u = lua_newuserdata(L, sizeof *u);
+  u->s = NULL;
+  luaL_getmetatable(L, SIGNAL_MT);
+  lua_setmetatable(L, -2);
+  struct sig *s = calloc(1, sizeof *s);
+  if (s == NULL) return luaL_error(L, "weft.signal: out of memory");
+  s->rt = rt;
+  s->signum = signum;
+  s->ref = LUA_NOREF;
+  s->h.data = s;
+  int rc = uv_signal_init(rt->loop, &s->h);
+  if (rc == 0) rc = uv_signal_start(&s->h, on_signal, signum);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&s->h, sig_on_closed);
+    return weft__io_push_error(L, rc, "weft.signal");
+  }
+  lua_pushvalue(L, 2);
+  s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  u->s = s;
+  return 1;
+}
+
+/* sigcore.stop(listener): idempotent */
+static int lsig_stop(lua_State *L) {
+  sig_close(L, luaL_checkudata(L, 1, SIGNAL_MT));
+  return 0;
+}
+
+static int lsig__tostring(lua_State *L) {
+  struct lsig *u = luaL_checkudata(L, 1, SIGNAL_MT);
+  lua_pushfstring(L, SIGNAL_MT ": %p (%s)", (void *)u,
+                  u->s ? "listening" : "stopped");
+  return 1;
+}
+
+static int lsaved__gc(lua_State *L) {
+  restore(luaL_checkudata(L, 1, SAVED_MT));
+  return 0;
+}
+
+static int lsaved__tostring(lua_State *L) {
+  struct saved *sv = luaL_checkudata(L, 1, SAVED_MT);
+  lua_pushfstring(L, SAVED_MT ": %d (%s)", sv->signum,
+                  sv->pending ? "saved" : "restored");
+  return 1;
+}
+
+int weft__open_sigcore(lua_State *L) {
+  static const luaL_Reg sig_meta[] = {
+      {"__gc", lsig_stop},
+      {"__close", lsig_stop},
+      {"__tostring", lsig__tostring},
+      {NULL, NULL},
+  };
+  static const luaL_Reg saved_meta[] = {
+      {"__gc", lsaved__gc},
+      {"__close", lsaved__gc},
+      {"__tostring", lsaved__tostring},
+      {NULL, NULL},
+  };
+  static const luaL_Reg funcs[] = {
+      {"number", lsig_number}, {"save", lsig_save},
+      {"restore", lsig_restore}, {"start", lsig_start},
+      {"stop", lsig_stop},     {NULL, NULL},
+  };
+  luaL_newmetatable(L, SIGNAL_MT);
+  luaL_register(L, NULL, sig_meta);
+  lua_pushliteral(L, SIGNAL_MT);
+  lua_setfield(L, -2, "__name");
+  luaL_newmetatable(L, SAVED_MT);
+  luaL_register(L, NULL, saved_meta);
+  lua_pushliteral(L, SAVED_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 2);
+  lua_newtable(L);
+  luaL_register(L, NULL, funcs);
+  return 1;
+}
+/*}======================================================================*/
