@@ -19,6 +19,7 @@ local work = require "weft.work"
 local fs = require "weft.fs"
 local process = require "weft.process"
 local signal = require "weft.signal"
+local stdio = require "weft.stdio"
 
 local R = S.R
 local type, select, unpack = type, select, unpack
@@ -98,6 +99,9 @@ local weft = {
   fs = fs,
   process = process,
   signal = signal,
+  stdin = stdio.stdin,
+  stdout = stdio.stdout,
+  stderr = stdio.stderr,
 
   -- errors
   error = errors.error,

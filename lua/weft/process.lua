@@ -33,7 +33,9 @@ end
 
 local function check_pipe(p, fname)
   S.checkmt(p, PipeMT, 1, fname)
-  if pc.is_closed(p.ud) then error("attempt to use a closed pipe", 3) end
+  if p.ud == false or (p.ud and pc.is_closed(p.ud)) then
+    error("attempt to use a closed pipe", 3)
+  end
   return p
 end
 
@@ -43,6 +45,7 @@ end
 
 -- raw(p, max, ctx) -> up to max bytes | nil, err
 local function raw(p, max, ctx)
+  if p.rawread then return p.rawread(max, ctx) end
   local data, err = pc.take(p.ud, max)
   if data == false then
     return call(ctx, "conn:read", read_start, pc.read_cancel, p.ud, max)
@@ -105,7 +108,7 @@ function Pipe.lines(p, ctx)
   check_pipe(p, "lines")
   ctx = io.checkctx(ctx, 1, "lines")
   return function()
-    if pc.is_closed(p.ud) then return nil end
+    if p.ud == false or (p.ud and pc.is_closed(p.ud)) then return nil end
     local line, err = p:read_line(ctx)
     if line then return line end
     if err.kind ~= "EOF" then error(tostring(err), 2) end
@@ -125,7 +128,7 @@ end
 -- conn:close(): idempotent; a child reading its stdin sees the end.
 function Pipe.close(p)
   S.checkmt(p, PipeMT, 1, "close")
-  pc.close(p.ud)
+  if p.ud then pc.close(p.ud) else p.ud = false end
   return true
 end
 
