@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,18 +268,18 @@ int weft_run(weft_runtime *rt) {
 ** task is reported (on_error) in the step it fails in, not when the last
 ** task ends: a host that never empties (a game, an editor) hears of it.
 */
-int weft_step(weft_runtime *rt, double budget_ms) {
+static int step(weft_runtime *rt, lua_State *L, double budget_ms) {
   int rc, ready, live, failed = 0;
-  if (rt == NULL) return WEFT_EINVAL;
   if (!(budget_ms > 0)) budget_ms = 0; /* NaN too */
   if (budget_ms > MAX_WAIT_S * 1e3) budget_ms = MAX_WAIT_S * 1e3;
   double deadline = weft__now(rt) + budget_ms / 1e3;
   if (rt->running) return WEFT_EBUSY;
   rt->running = 1;
+  rt->drive_L = L;
   for (;;) {
-    rc = tick(rt, rt->L, deadline, &ready, &live);
+    rc = tick(rt, L, deadline, &ready, &live);
     if (rc != 0) break;
-    rc = outcome(rt, rt->L);
+    rc = outcome(rt, L);
     if (rc == WEFT_EINTERNAL) break;
     if (rc != 0) failed = rc;
     if (live == 0) {
@@ -292,7 +293,13 @@ int weft_step(weft_runtime *rt, double budget_ms) {
     }
   }
   rt->running = 0;
+  rt->drive_L = NULL;
   return rc;
+}
+
+int weft_step(weft_runtime *rt, double budget_ms) {
+  if (rt == NULL) return WEFT_EINVAL;
+  return step(rt, rt->L, budget_ms);
 }
 
 int weft_next_timeout(weft_runtime *rt) {
@@ -421,11 +428,47 @@ static void push_tag(lua_State *L, weft_runtime *rt) {
   lua_pushlstring(L, tag, sizeof tag);
 }
 
+/* core.step(budget_ms) -> live: weft.step, on the calling thread. */
+static int lcore_step(lua_State *L) {
+  weft_runtime *rt = tort(L);
+  int rc = step(rt, L, luaL_optnumber(L, 1, 1.0));
+  if (rc == WEFT_EBUSY) return luaL_error(L, "weft.step: the runtime is running");
+  if (rc == WEFT_EINTERNAL)
+    return luaL_error(L, "weft: %s", weft_last_error(rt));
+  lua_pushinteger(L, rc < 0 ? 0 : rc);
+  return 1;
+}
+
+/* core.timeout() -> ms (-1: nothing due). */
+static int lcore_timeout(lua_State *L) {
+  lua_pushinteger(L, weft_next_timeout(tort(L)));
+  return 1;
+}
+
+/* core.pollfd() -> the loop's backend descriptor. */
+static int lcore_pollfd(lua_State *L) {
+  lua_pushinteger(L, weft_backend_fd(tort(L)));
+  return 1;
+}
+
+/* core.block(ms): wait up to ms (< 0: for ever) for the loop's backend
+** descriptor to be readable: weft.shutdown's wait between steps. */
+static int lcore_block(lua_State *L) {
+  weft_runtime *rt = tort(L);
+  struct pollfd p = {uv_backend_fd(rt->loop), POLLIN, 0};
+  poll(&p, 1, (int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
 static int luaopen_weft_core(lua_State *L) {
   weft_runtime *rt = tort(L);
   static const luaL_Reg funcs[] = {
       {"drain_posts", lcore_drain_posts},
       {"drive", lcore_drive},
+      {"step", lcore_step},
+      {"timeout", lcore_timeout},
+      {"pollfd", lcore_pollfd},
+      {"block", lcore_block},
       {NULL, NULL},
   };
   lua_newtable(L);

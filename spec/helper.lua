@@ -93,6 +93,21 @@ function H.zombies()
   return n
 end
 
+-- H.luajit(code) -> output, status: run code in a stock luajit that finds
+-- the weft module (outside any task: what a Lua host does).
+function H.luajit(code)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write("package.cpath = ", string.format("%q", H.module_dir .. "/?.so;"),
+    " .. package.cpath\n", code)
+  f:close()
+  local preload = os.getenv("WEFT_LUAJIT_PRELOAD")
+  local env = preload and ("LD_PRELOAD=" .. preload .. " ") or ""
+  local out, status = H.sh(env .. "luajit " .. path .. " 2>&1")
+  os.remove(path)
+  return out, status
+end
+
 -- Paths of the build, from the environment ctest sets.
 H.weft_bin = os.getenv("WEFT_BIN") or "build/weft"
 H.module_dir = os.getenv("WEFT_MODULE_DIR") or "build/lib"

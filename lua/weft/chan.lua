@@ -254,6 +254,26 @@ function methods.recv(u, ctx)
   return wait(WAIT, "ch:recv") -- a tail call: see wake in weft.sched
 end
 
+-- ch:try_send(v) -> true | false: deliver v to a waiting receiver or the
+-- buffer, or say it cannot without waiting. Works anywhere, inside a task
+-- or not (a host's callback, a weft_post callback), so that code outside
+-- the tasks can feed them. Raises on a closed channel, as send does.
+function methods.try_send(u, v)
+  local c = check(u, "try_send")
+  if v == nil then argerror(1, "try_send", "non-nil value expected") end
+  if c.closed then error("send on closed channel", 2) end
+  return try_send(c, v) == true
+end
+
+-- ch:try_recv() -> true, v | false, "empty" | false, "closed": take a value
+-- without waiting. Works anywhere, as try_send.
+function methods.try_recv(u)
+  local c = check(u, "try_recv")
+  local v, closed = try_recv(c)
+  if v ~= nil then return true, v end
+  return false, closed and "closed" or "empty"
+end
+
 -- ch:close(): closing twice raises, as in Go.
 function methods.close(u)
   local c = check(u, "close")

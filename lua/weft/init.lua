@@ -17,6 +17,7 @@ local steward = require "weft.steward"
 local replicate = require "weft.replicate"
 local work = require "weft.work"
 local fs = require "weft.fs"
+local host = require "weft.host"
 local process = require "weft.process"
 local signal = require "weft.signal"
 local stdio = require "weft.stdio"
@@ -94,6 +95,14 @@ local weft = {
   work = work.work,
   work_module = work.work_module,
   workers = work.workers,
+
+  -- stepping from a host's own loop
+  start = host.start,
+  step = host.step,
+  timeout = host.timeout,
+  pollfd = host.pollfd,
+  shutdown = host.shutdown,
+  on_error = host.on_error,
 
   -- I/O
   fs = fs,

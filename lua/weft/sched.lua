@@ -1929,6 +1929,16 @@ function S.outcome(verbose)
     local record = errors.record(err)
     log(record)
     out[i] = verbose and (line .. "\n" .. record) or line
+    local hook = R.on_error
+    if hook then
+      -- A Lua host's hook (weft.on_error) sees each failure; a hook that
+      -- raises is reported instead of losing either error.
+      local ok, herr = pcall(hook, err, out[i])
+      if not ok then
+        io.stderr:write("weft: weft.on_error hook failed: ",
+          errors.brief(herr), "\n", out[i], "\n")
+      end
+    end
   end
   if intr then out = { "interrupted" } end
   return out, intr
