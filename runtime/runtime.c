@@ -742,7 +742,9 @@ int weft_spawn_file(weft_runtime *rt, const char *path, int argc, char **argv) {
   }
   for (int i = 1; i <= nargs; i++)
     lua_pushstring(L, argv[i]);
-  return spawn_loaded(rt, L, "main", nargs);
+  /* Named after its script, so that a host running many can tell them
+  ** apart in reports and dumps. */
+  return spawn_loaded(rt, L, path != NULL ? path : "stdin", nargs);
 }
 
 int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name) {
@@ -753,7 +755,11 @@ int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name) {
     lua_pop(L, 1);
     return WEFT_ESCRIPT;
   }
-  return spawn_loaded(rt, L, "main", 0);
+  /* Named after the chunk: its chunk name without Lua's "=" or "@". */
+  const char *task = name == NULL ? "main"
+                     : (name[0] == '=' || name[0] == '@') ? name + 1
+                                                          : name;
+  return spawn_loaded(rt, L, *task ? task : "main", 0);
 }
 
 /* ======================================================================

@@ -23,9 +23,10 @@ describe("gh-9: messages", function()
       assert.equal(1, status)
       local src = path:match("[^/]+$")
       assert.matches(src .. ":2: in function 'inner'\n", out, 1, true)
-      assert.matches("uncaught error in task \"main\" (a bug in the " ..
-        "program): " .. path .. ":2: attempt to perform arithmetic", out, 1,
-        true)
+      -- gh-12: a script's task is named after its path.
+      assert.matches("uncaught error in task \"" .. path .. "\" (a bug in " ..
+        "the program): " .. path .. ":2: attempt to perform arithmetic", out,
+        1, true)
     end))
 
   it("gh-9: NaN is named as nan, not as a number", task(function()

@@ -81,7 +81,7 @@ weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
                           const weft_config *cfg);
 
 /* Load a script (path NULL: standard input) and start it as a top-level
-** task named "main", with the global `arg` set as lua(1) does (argv[0] is
+** task named after the path ("stdin" for NULL), with the global `arg` set as lua(1) does (argv[0] is
 ** the script) and argv[1..] as its `...`. LuaJIT passes at most about 8,000
 ** values in one call: `...` holds the first WEFT_MAX_SCRIPT_ARGS arguments,
 ** `arg` holds them all. WEFT_ESCRIPT when the script cannot be read or has
@@ -91,8 +91,10 @@ weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
 int weft_spawn_file(weft_runtime *rt, const char *path, int argc, char **argv);
 
 /* Load a chunk and start it as a top-level task; name is the chunk name
-** used in messages (as lua_load's; NULL: "=?"). WEFT_EINVAL when rt or chunk
-** is NULL. Drops an interrupt of an idle runtime, as weft_spawn_file. */
+** used in messages (as lua_load's; NULL: "=?"), and the task is named
+** after it (without a leading "=" or "@"; "main" for NULL). WEFT_EINVAL
+** when rt or chunk is NULL. Drops an interrupt of an idle runtime, as
+** weft_spawn_file. */
 int weft_spawn_string(weft_runtime *rt, const char *chunk, const char *name);
 
 /* Run until every task has finished. 0 when all top-level tasks succeeded;
