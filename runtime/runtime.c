@@ -317,6 +317,45 @@ int weft_next_timeout(weft_runtime *rt) {
   return ms;
 }
 
+/* Cancel the root context, as weft.shutdown does. Run by lua_cpcall. */
+static int shutdown_cancel(lua_State *L) {
+  weft_runtime *rt = lua_touserdata(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, "weft.errors");
+  lua_getfield(L, -1, "new");
+  lua_pushliteral(L, "shutdown");
+  lua_pushliteral(L, "the host shut the runtime down");
+  lua_call(L, 2, 1);
+  push_sched_fn(rt, L, "cancel_root", 1);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+int weft_shutdown(weft_runtime *rt, double grace_ms) {
+  if (rt == NULL) return WEFT_EINVAL;
+  if (rt->running) return WEFT_EBUSY;
+  if (!(grace_ms > 0)) grace_ms = 0; /* NaN too */
+  if (grace_ms > MAX_WAIT_S * 1e3) grace_ms = MAX_WAIT_S * 1e3;
+  if (lua_cpcall(rt->L, shutdown_cancel, rt) != 0) {
+    weft__set_error(rt, lua_tostring(rt->L, -1));
+    lua_pop(rt->L, 1);
+    return WEFT_EINTERNAL;
+  }
+  double end = weft__now(rt) + grace_ms / 1e3;
+  for (;;) {
+    int live = step(rt, rt->L, 10);
+    if (live <= 0) return live == WEFT_ETASK ? 0 : live;
+    double left = end - weft__now(rt);
+    if (left <= 0) return live;
+    /* Sleep until something is due or the grace ends, not spin. */
+    int ms = weft_next_timeout(rt);
+    int cap = (int)ceil(left * 1e3);
+    if (ms < 0 || ms > cap) ms = cap;
+    struct pollfd p = {uv_backend_fd(rt->loop), POLLIN, 0};
+    if (ms > 0) poll(&p, 1, ms);
+  }
+}
+
 int weft_backend_fd(weft_runtime *rt) {
   if (rt == NULL) return WEFT_EINVAL;
   return uv_backend_fd(rt->loop);
@@ -714,6 +753,7 @@ static int spawn_loaded(weft_runtime *rt, lua_State *L, const char *name,
     lua_pop(L, 1);
     return WEFT_EINTERNAL;
   }
+  rt->ready++; /* weft_next_timeout: something to do now */
   return 0;
 }
 

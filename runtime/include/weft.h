@@ -127,6 +127,11 @@ int weft_next_timeout(weft_runtime *rt);
 ** post is pending. WEFT_EINVAL for a NULL rt. */
 int weft_backend_fd(weft_runtime *rt);
 
+/* Cancel every task (the root context: kind "canceled", cause kind
+** "shutdown") and step until they end or grace_ms passes. 0 when every
+** task ended, else how many are still alive; WEFT_EBUSY inside a step. */
+int weft_shutdown(weft_runtime *rt, double grace_ms);
+
 /* Queue fn(L, ud) to run on the runtime's thread at its next step. Any
 ** thread may call this. 0, WEFT_ENOMEM, or WEFT_EINVAL when rt or fn is
 ** NULL. */
