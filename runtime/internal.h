@@ -136,6 +136,51 @@ int weft__check_signal(lua_State *L, int arg);
 /* signal.c: the loader of weft.sigcore. */
 int weft__open_sigcore(lua_State *L);
 
+/*
+** stream.c: a libuv stream (TCP, pipe, tty) with a read buffer in C, held
+** by Lua through a pointer box (metatable "weft.stream"). The handle is
+** unreferenced except while a task waits on it, so an idle conn does not
+** hide a deadlock; requests in flight keep the loop alive by themselves.
+*/
+struct weft__stream {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_tty_t tty;
+  } h;
+  weft_runtime *rt;
+  struct weft__stream **box; /* the userdata's pointer; NULL once closed */
+  const char *kind;          /* "weft.tcp.conn", for __tostring */
+  char *buf;                 /* buffered bytes: buf[off, off + len) */
+  size_t off, len, cap;
+  size_t scan;   /* bytes at buf + off known to hold no "\n" */
+  size_t rn;     /* what the waiting reader wants (max or exact count) */
+  int rmode;     /* and how (stream.c MODE_*) */
+  int status;    /* UV_EOF or a read error, once seen: reading is over */
+  int werr;      /* the first failed write: later writes fail with it */
+  int reading;   /* uv_read_start is on */
+  int read_id, write_id, shut_id, conn_id; /* waiting operations, or 0 */
+  uv_connect_t connect;                     /* tcp.c's connect request */
+  char name[80]; /* the peer ("127.0.0.1:80"), for error messages */
+};
+
+struct weft__stream *weft__stream_new(lua_State *L, const char *kind);
+struct weft__stream *weft__stream_check(lua_State *L, int idx);
+void weft__stream_close(struct weft__stream *s);
+int weft__open_streamcore(lua_State *L);
+
+/* tcp.c, udp.c, dns.c: the loaders of weft.tcpcore, udpcore, dnscore. */
+int weft__open_tcpcore(lua_State *L);
+int weft__open_udpcore(lua_State *L);
+int weft__open_dnscore(lua_State *L);
+/* dns.c: the host of a socket address into buf and its port; a sockaddr
+** from a numeric host (0, or a UV_E* code when host is no address). */
+void weft__addr_name(const struct sockaddr *sa, char *buf, size_t n,
+                     int *port);
+int weft__addr_parse(const char *host, int port, struct sockaddr_storage *ss);
+
 /* pool.c: the loader of weft.pool; stopping and freeing the pool. */
 int weft__open_pool(lua_State *L);
 void weft__pool_free(weft_runtime *rt);

@@ -64,6 +64,14 @@ void weft__preload(lua_State *L) {
   lua_setfield(L, -2, "weft.iocore");
   lua_pushcfunction(L, weft__open_fscore);
   lua_setfield(L, -2, "weft.fscore");
+  lua_pushcfunction(L, weft__open_streamcore);
+  lua_setfield(L, -2, "weft.streamcore");
+  lua_pushcfunction(L, weft__open_tcpcore);
+  lua_setfield(L, -2, "weft.tcpcore");
+  lua_pushcfunction(L, weft__open_udpcore);
+  lua_setfield(L, -2, "weft.udpcore");
+  lua_pushcfunction(L, weft__open_dnscore);
+  lua_setfield(L, -2, "weft.dnscore");
   lua_pushcfunction(L, weft__open_proccore);
   lua_setfield(L, -2, "weft.proccore");
   lua_pushcfunction(L, weft__open_sigcore);

@@ -18,6 +18,7 @@ local replicate = require "weft.replicate"
 local work = require "weft.work"
 local fs = require "weft.fs"
 local host = require "weft.host"
+local net = require "weft.net"
 local process = require "weft.process"
 local signal = require "weft.signal"
 local stdio = require "weft.stdio"
@@ -106,6 +107,9 @@ local weft = {
 
   -- I/O
   fs = fs,
+  tcp = net.tcp,
+  udp = net.udp,
+  dns = net.dns,
   process = process,
   signal = signal,
   stdin = stdio.stdin,
