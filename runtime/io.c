@@ -39,9 +39,10 @@ lua_State *weft__io_state(weft_runtime *rt) {
 */
 void weft__io_complete(weft_runtime *rt, int id, int (*push)(lua_State *, void *),
                        void *ud) {
+  /* No Lua side: the runtime is being freed (its state may be closed). */
+  if (rt->ref_io_done == LUA_NOREF || id <= 0) return;
   lua_State *L = weft__io_state(rt);
   int top = lua_gettop(L);
-  if (rt->ref_io_done == LUA_NOREF || id <= 0) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_io_done);
   lua_pushinteger(L, id);
   int n = push != NULL ? push(L, ud) : 0;

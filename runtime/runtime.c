@@ -704,6 +704,10 @@ void weft_free(weft_runtime *rt) {
     lua_pushnil(rt->L);
     lua_rawset(rt->L, LUA_REGISTRYINDEX);
   }
+  /* I/O requests still in flight complete while the loop closes below:
+  ** they must find no Lua side to call into (io.c checks this). */
+  rt->ref_io_done = LUA_NOREF;
+  rt->drive_L = NULL;
   uv_close((uv_handle_t *)&rt->timer, on_close);
   uv_close((uv_handle_t *)&rt->async, on_close);
   if (rt->owns_loop) {

@@ -50,9 +50,10 @@ static void sig_on_closed(uv_handle_t *h) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   struct sig *s = h->data;
+  /* No Lua side any more: the runtime is being freed (see weft_free). */
+  if (s->ref == LUA_NOREF || s->rt->ref_io_done == LUA_NOREF) return;
   lua_State *L = weft__io_state(s->rt);
   int top = lua_gettop(L);
-  if (s->ref == LUA_NOREF) return;
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref);
   const char *name = weft__signal_name(signum);
   if (name) lua_pushstring(L, name);
