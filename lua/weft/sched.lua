@@ -1297,7 +1297,10 @@ local co_resume, co_create, co_status = coroutine.resume, coroutine.create,
 local waiting = setmetatable({}, { __mode = "k" })
 local task_cos = setmetatable({}, { __mode = "k" })
 
-local function relay(co, ok, s, ...)
+-- ... is all that co_resume returned after ok, however many values (a
+-- named second parameter would turn a bare `true` into `true, nil`).
+local function relay(co, ok, ...)
+  local s = ...
   if ok and (s == WAIT or s == YIELD) and R.cur then
     waiting[co] = true
     -- If this yield cannot be made (a C function is on the stack), the
@@ -1306,7 +1309,7 @@ local function relay(co, ok, s, ...)
     waiting[co] = nil
     return relay(co, co_resume(co, a, b))
   end
-  return ok, s, ...
+  return ok, ...
 end
 
 local function check_resumable(co, level)
@@ -1320,17 +1323,40 @@ local function check_resumable(co, level)
   end
 end
 
+-- The relays are Lua functions, so an error that the stock C function
+-- raises from them would name them (co_resume) and sched.lua's line. Code
+-- outside tasks must not see a difference (gh-12), so a bad argument is
+-- raised as LuaJIT does: under the name the caller used, at its line.
+local function stock_argerror(f, ...)
+  local _, e = pcall(f, ...)
+  local ar = getinfo(2, "n")
+  local name, reason = ar.name or "?", e:match("%(.*%)$")
+  if ar.namewhat == "method" then
+    error(format("calling '%s' on bad self %s", name, reason), 3)
+  end
+  error(format("bad argument #1 to '%s' %s", name, reason), 3)
+end
+
 local function resume_relay(co, ...)
+  if type(co) ~= "thread" then stock_argerror(co_resume, co, ...) end
   if waiting[co] or task_cos[co] then check_resumable(co, 2) end
   return relay(co, co_resume(co, ...))
 end
 
+-- As LuaJIT's wrap, a string error gets the caller's position (level 2:
+-- wrap_results is tail-called, so level 2 is the wrapper's caller); any
+-- other value passes unchanged.
 local function wrap_results(ok, ...)
-  if not ok then error((...), 0) end
+  if not ok then
+    local e = ...
+    error(e, type(e) == "string" and 2 or 0)
+  end
   return ...
 end
 
-local function wrap_relay(fn)
+local function wrap_relay(...)
+  local fn = ...
+  if type(fn) ~= "function" then stock_argerror(co_create, ...) end
   local co = co_create(fn)
   return function(...)
     if co_status(co) == "dead" then
@@ -1351,11 +1377,17 @@ end
 
 local co_running = coroutine.running
 
-local function running()
-  local co, main = co_running()
+-- As many values as the stock one: LuaJIT 2.1 without 5.2 compatibility
+-- returns only the coroutine (nil in the main one), and a relay that
+-- returned (co, main) printed "nil\tnil".
+local function mark_running(co, ...)
   local t = R.cur
   if t and t[T_CO] == co then task_cos[co] = true end
-  return co, main
+  return co, ...
+end
+
+local function running()
+  return mark_running(co_running())
 end
 
 function S.install_coroutine_relay()
