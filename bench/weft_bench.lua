@@ -164,10 +164,148 @@ function benches.copy()
   return gbs, mbs
 end
 
+-- I/O, on loopback (127.0.0.1) only. Server and clients in this one
+-- process, as the Go program has them.
+
+-- TCP echo: 100 connections, each 1,000 round trips of 64 bytes, all at
+-- once; a task per connection on each side: requests per second. The
+-- connections are made before the clock starts. TCP_NODELAY on both ends,
+-- as Go's net sets it by default.
+function benches.echo()
+  local C, N, SIZE = 100, 1000, 64
+  local server = assert(weft.tcp.listen("127.0.0.1", 0))
+  local port = server:port()
+  local serving = weft.group()
+  serving:go(function()
+    for _ = 1, C do
+      local conn = assert(server:accept())
+      conn:set_nodelay(true)
+      serving:go(function()
+        while true do
+          local data = conn:read()
+          if not data then break end
+          assert(conn:write(data))
+        end
+        conn:close()
+      end)
+    end
+  end)
+  local conns = {}
+  for i = 1, C do
+    conns[i] = assert(weft.tcp.connect("127.0.0.1", port))
+    conns[i]:set_nodelay(true)
+  end
+  local msg = ("x"):rep(SIZE)
+  local t0 = weft.now()
+  local clients = weft.group()
+  for i = 1, C do
+    local conn = conns[i]
+    clients:go(function()
+      for _ = 1, N do
+        assert(conn:write(msg))
+        assert(conn:read_exactly(SIZE) == msg)
+      end
+    end)
+  end
+  clients:wait()
+  local dt = weft.now() - t0
+  for i = 1, C do conns[i]:close() end
+  serving:wait()
+  server:close()
+  return C * N / dt
+end
+
+-- TCP bulk transfer over one connection: MB/s (1e6 bytes), and the bytes.
+-- The sender writes MIB * 16 strings of 64 KiB + 1 random bytes, the
+-- receiver reads what arrives (at most 64 KiB a read) until EOF. The odd
+-- size keeps the reads distinct: LuaJIT interns strings, and a read equal
+-- to one still alive would cost a compare instead of a copy and an
+-- allocation, which real data does not get.
+function benches.bulk(mib)
+  local writes = (tonumber(mib) or 1024) * 16
+  local bytes = {}
+  for i = 1, 65537 do bytes[i] = string.char(math.random(0, 255)) end
+  local chunk = table.concat(bytes)
+  local total = writes * #chunk
+  local server = assert(weft.tcp.listen("127.0.0.1", 0))
+  local t0 = weft.now()
+  local sender = weft.go(function()
+    local conn = assert(weft.tcp.connect("127.0.0.1", server:port()))
+    for _ = 1, writes do assert(conn:write(chunk)) end
+    assert(conn:shutdown())
+    conn:close()
+  end)
+  local conn = assert(server:accept())
+  local got = 0
+  while true do
+    local data, err = conn:read()
+    if not data then
+      assert(err.kind == "EOF", tostring(err))
+      break
+    end
+    got = got + #data
+  end
+  local dt = weft.now() - t0
+  sender:join()
+  conn:close()
+  server:close()
+  assert(got == total)
+  return total / dt / 1e6, total
+end
+
+-- weft.fs.read_file of the file PATH (bench/run makes it): MB/s (1e6
+-- bytes). The median of five reads in this process: the file is in the
+-- page cache, as it is for cat.
+function benches.readfile(path)
+  local rounds, size = {}, 0
+  for r = 1, 5 do
+    local t0 = weft.now()
+    local data = assert(weft.fs.read_file(path))
+    rounds[r] = weft.now() - t0
+    size = #data
+    data = nil -- luacheck: ignore 311
+    collectgarbage()
+  end
+  return size / median(rounds) / 1e6, size
+end
+
+-- N (default 10,000) idle TCP connections held open, both ends in this
+-- process, a task on the server end of each waiting in read: RSS (after
+-- minus before, once every reader waits) per connection, in bytes.
+function benches.idle(n)
+  n = tonumber(n) or 10000
+  collectgarbage()
+  local base = rss_kb("VmRSS")
+  local server = assert(weft.tcp.listen("127.0.0.1", 0))
+  local port = server:port()
+  local readers = weft.group()
+  local accepted = 0
+  readers:go(function()
+    for _ = 1, n do
+      local conn = assert(server:accept())
+      accepted = accepted + 1
+      readers:go(function()
+        conn:read() -- EOF when the client closes
+        conn:close()
+      end)
+    end
+  end)
+  local conns = {}
+  for i = 1, n do conns[i] = assert(weft.tcp.connect("127.0.0.1", port)) end
+  while accepted < n do weft.sleep(0.01) end
+  weft.sleep(0.1) -- every reader is waiting
+  local rss = rss_kb("VmRSS")
+  for i = 1, n do conns[i]:close() end
+  readers:wait()
+  server:close()
+  return (rss - base) * 1024 / n, n
+end
+
 local f = benches[workload]
 if not f then
   io.stderr:write("usage: weft bench/weft_bench.lua " ..
-    "pingpong|spawn|sleepers|buffered|select|cpu16|workrt|copy\n")
+    "pingpong|spawn|sleepers|buffered|select|cpu16|workrt|copy|" ..
+    "echo|bulk [MiB]|readfile PATH|idle [N]\n")
   os.exit(2)
 end
-print(workload, f())
+print(workload, f(select(2, ...)))

@@ -3,9 +3,16 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
+	"io"
+	"math/rand"
+	"net"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -156,9 +163,190 @@ func workrt() float64 {
 	return float64(time.Since(t0).Nanoseconds()) / n / 1000
 }
 
+// I/O, on loopback only, server and clients in this one process, as
+// weft's figures are measured.
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// echo: 100 connections, each 1,000 round trips of 64 bytes, all at once,
+// a goroutine per connection on each side; requests per second. The
+// connections are made before the clock starts.
+func echo() float64 {
+	const c, n, size = 100, 1000, 64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	var serving sync.WaitGroup
+	go func() {
+		for i := 0; i < c; i++ {
+			conn, err := ln.Accept()
+			check(err)
+			serving.Add(1)
+			go func() {
+				buf := make([]byte, 65536)
+				for {
+					k, err := conn.Read(buf)
+					if err != nil {
+						break
+					}
+					_, err = conn.Write(buf[:k])
+					check(err)
+				}
+				conn.Close()
+				serving.Done()
+			}()
+		}
+	}()
+	conns := make([]net.Conn, c)
+	for i := range conns {
+		conns[i], err = net.Dial("tcp", ln.Addr().String())
+		check(err)
+	}
+	msg := bytes.Repeat([]byte("x"), size)
+	var clients sync.WaitGroup
+	t0 := time.Now()
+	for _, conn := range conns {
+		clients.Add(1)
+		go func(conn net.Conn) {
+			buf := make([]byte, size)
+			for i := 0; i < n; i++ {
+				_, err := conn.Write(msg)
+				check(err)
+				_, err = io.ReadFull(conn, buf)
+				check(err)
+				if !bytes.Equal(buf, msg) {
+					check(fmt.Errorf("echo: wrong bytes"))
+				}
+			}
+			clients.Done()
+		}(conn)
+	}
+	clients.Wait()
+	dt := time.Since(t0).Seconds()
+	for _, conn := range conns {
+		conn.Close()
+	}
+	serving.Wait()
+	ln.Close()
+	return c * n / dt
+}
+
+// bulk: mib * 16 writes of 64 KiB + 1 random bytes over one connection
+// (weft's figure needs the odd size; Go does not care), read 64 KiB at a
+// time until EOF: MB/s (1e6 bytes) and the bytes.
+func bulk(mib int) (float64, int) {
+	writes := mib * 16
+	chunk := make([]byte, 65537)
+	rand.New(rand.NewSource(1)).Read(chunk)
+	total := writes * len(chunk)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	t0 := time.Now()
+	done := make(chan struct{})
+	go func() {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		check(err)
+		for i := 0; i < writes; i++ {
+			_, err := conn.Write(chunk)
+			check(err)
+		}
+		check(conn.(*net.TCPConn).CloseWrite())
+		conn.Close()
+		close(done)
+	}()
+	conn, err := ln.Accept()
+	check(err)
+	buf := make([]byte, 65536)
+	got := 0
+	for {
+		k, err := conn.Read(buf)
+		got += k
+		if err == io.EOF {
+			break
+		}
+		check(err)
+	}
+	dt := time.Since(t0).Seconds()
+	<-done
+	conn.Close()
+	ln.Close()
+	if got != total {
+		check(fmt.Errorf("bulk: %d bytes, want %d", got, total))
+	}
+	return float64(total) / dt / 1e6, total
+}
+
+// rssKB is VmRSS from /proc/self/status, as weft's figure reads it.
+func rssKB() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	check(err)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
+			v, err := strconv.ParseInt(f[1], 10, 64)
+			check(err)
+			return v
+		}
+	}
+	return 0
+}
+
+// idle: n idle connections held open, both ends in this process, a
+// goroutine on the server end of each blocked in Read: RSS (after minus
+// before, once every reader waits) per connection, in bytes.
+func idle(n int) (float64, int) {
+	base := rssKB()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(err)
+	var readers sync.WaitGroup
+	accepted := make(chan struct{})
+	go func() {
+		for i := 0; i < n; i++ {
+			conn, err := ln.Accept()
+			check(err)
+			readers.Add(1)
+			go func() {
+				buf := make([]byte, 64)
+				conn.Read(buf) // EOF when the client closes
+				conn.Close()
+				readers.Done()
+			}()
+		}
+		close(accepted)
+	}()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i], err = net.Dial("tcp", ln.Addr().String())
+		check(err)
+	}
+	<-accepted
+	time.Sleep(100 * time.Millisecond) // every reader is waiting
+	rss := rssKB()
+	for _, conn := range conns {
+		conn.Close()
+	}
+	readers.Wait()
+	ln.Close()
+	return float64(rss-base) * 1024 / float64(n), n
+}
+
+// arg is the optional numeric argument of a workload.
+func arg(def int) int {
+	if len(os.Args) < 3 {
+		return def
+	}
+	v, err := strconv.Atoi(os.Args[2])
+	check(err)
+	return v
+}
+
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gobench pingpong|spawn|sleepers|buffered|select|cpu16|workrt")
+		fmt.Fprintln(os.Stderr, "usage: gobench pingpong|spawn|sleepers|buffered|select|cpu16|workrt|echo|bulk [MiB]|idle [N]")
 		os.Exit(2)
 	}
 	runtime.GC()
@@ -179,6 +367,14 @@ func main() {
 		fmt.Println(w, s, a, b)
 	case "workrt":
 		fmt.Println(w, workrt())
+	case "echo":
+		fmt.Println(w, echo())
+	case "bulk":
+		r, b := bulk(arg(1024))
+		fmt.Println(w, r, b)
+	case "idle":
+		r, k := idle(arg(10000))
+		fmt.Println(w, r, k)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown workload", w)
 		os.Exit(2)
