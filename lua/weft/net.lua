@@ -7,33 +7,22 @@
 
 local S = require "weft.sched"
 local io = require "weft.io"
-local errors = require "weft.errors"
+local stream = require "weft.stream"
 local streamcore = require "weft.streamcore"
 local tcpcore = require "weft.tcpcore"
 local udpcore = require "weft.udpcore"
 local dnscore = require "weft.dnscore"
 
-local R = S.R
 local call, ioerror = io.call, io.error
-local CtxMT, T_CTX = S.CtxMT, S.T_CTX
-local type, select, format, tostring, error, getmetatable, setmetatable =
-  type, select, string.format, tostring, error, getmetatable, setmetatable
-
-local take, sread, read_cancel = streamcore.take, streamcore.read,
-  streamcore.read_cancel
-local swrite, drain, drain_cancel = streamcore.write, streamcore.drain,
-  streamcore.drain_cancel
+local ctxarg, wake_closed, wrap = stream.ctxarg, stream.wake_closed,
+  stream.wrap
+local T_CTX = S.T_CTX
+local type, format, tostring, error, getmetatable, setmetatable =
+  type, string.format, tostring, error, getmetatable, setmetatable
 
 local tcp, udp, dns = {}, {}, {}
 
 --[[ Arguments ]]
-
-local function ctxarg(ctx, argn, fname)
-  if ctx ~= nil and getmetatable(ctx) ~= CtxMT then
-    S.typeerror(argn, fname, "weft.ctx", ctx, 3)
-  end
-  return ctx
-end
 
 local function hostarg(host, argn, fname)
   if type(host) ~= "string" then S.typeerror(argn, fname, "string", host, 3) end
@@ -46,14 +35,6 @@ local function portarg(port, argn, fname)
       type(port) == "number" and tostring(port) or S.tname(port)), 3)
   end
   return port
-end
-
--- Wake the tasks whose operations were waiting on a handle just closed.
-local function wake_closed(what, ...)
-  for i = 1, select("#", ...) do
-    R.io_done((select(i, ...)), nil, errors.new("closed",
-      what .. ": closed while waiting"))
-  end
 end
 
 -- The context a call runs under is cancelled (so stop trying addresses).
@@ -76,113 +57,12 @@ function dns.resolve(host, ctx)
   return resolve(host, ctxarg(ctx, 2, "resolve"))
 end
 
---[[ TCP conns ]]
+--[[ TCP conns: the shared conn methods (weft.stream), and these ]]
 
-local Conn = {}
-local ConnMT = { __index = Conn, __name = "weft.tcp.conn" }
+local Conn, ConnMT, check_conn = stream.class("weft.tcp.conn")
 
 local function newconn(h)
-  return setmetatable({ h = h }, ConnMT)
-end
-
-local function check_conn(c, fname)
-  if getmetatable(c) ~= ConnMT then
-    S.typeerror(1, fname, "weft.tcp.conn", c, 3)
-  end
-  local h = c.h
-  if h == nil then error("attempt to use a closed conn", 3) end
-  return h
-end
-
--- read(h, mode, n, ctx, what): what is buffered, else wait for it.
-local function read(h, mode, n, ctx, what)
-  local v, err = take(h, mode, n)
-  if v == nil and err == nil then
-    return call(ctx, what, sread, read_cancel, h, mode, n)
-  end
-  if v == nil then return nil, ioerror(err) end
-  return v
-end
-
--- conn:read([max] [, ctx]) -> data | nil, err: whatever arrived, at most
--- max bytes (64 KiB by default); kind "EOF" at the end.
-function Conn.read(c, max, ctx)
-  local h = check_conn(c, "read")
-  if getmetatable(max) == CtxMT then max, ctx = nil, max end
-  if max ~= nil and (type(max) ~= "number" or max ~= max or max < 0) then
-    S.typeerror(2, "read", "non-negative number", max)
-  end
-  ctx = ctxarg(ctx, 3, "read")
-  if max == 0 then return "" end
-  return read(h, "any", max or 65536, ctx, "conn:read")
-end
-
--- conn:read_line([ctx]) -> line without its "\n" (or "\r\n") | nil, err;
--- a last line without "\n" is a line.
-function Conn.read_line(c, ctx)
-  local h = check_conn(c, "read_line")
-  return read(h, "line", 0, ctxarg(ctx, 2, "read_line"), "conn:read_line")
-end
-
--- conn:read_exactly(n [, ctx]) -> n bytes | nil, err (kind "EOF" when the
--- stream ends first; what came stays buffered).
-function Conn.read_exactly(c, n, ctx)
-  local h = check_conn(c, "read_exactly")
-  if type(n) ~= "number" or n ~= n or n < 0 or n % 1 ~= 0 then
-    S.typeerror(2, "read_exactly", "non-negative integer", n)
-  end
-  ctx = ctxarg(ctx, 3, "read_exactly")
-  if n == 0 then return "" end
-  return read(h, "exact", n, ctx, "conn:read_exactly")
-end
-
--- conn:lines([ctx]) -> an iterator over the lines, for a `for` loop; it
--- ends at EOF and raises on any other error, as io.lines does.
-function Conn.lines(c, ctx)
-  check_conn(c, "lines")
-  ctxarg(ctx, 2, "lines")
-  return function()
-    local h = c.h
-    if h == nil then return nil end
-    local line, err = read(h, "line", 0, ctx, "conn:lines")
-    if line then return line end
-    if err.kind == "EOF" then return nil end
-    error(tostring(err), 2)
-  end
-end
-
--- conn:write(data [, ctx]) -> true | nil, err: returns once the data is
--- handed to the kernel or queued with at most 1 MiB ahead of it. A failure
--- of queued bytes shows on a later write or shutdown. Cancelled, it returns
--- at once; the queued bytes may still go out.
-function Conn.write(c, data, ctx)
-  local h = check_conn(c, "write")
-  if type(data) ~= "string" then S.typeerror(2, "write", "string", data) end
-  ctx = ctxarg(ctx, 3, "write")
-  local ok, err = swrite(h, data)
-  if ok then return true end
-  if ok == nil then return nil, ioerror(err) end
-  return call(ctx, "conn:write", drain, drain_cancel, h)
-end
-
--- conn:shutdown([ctx]) -> true | nil, err: no more writes; the peer reads
--- EOF once the queued bytes are written.
-function Conn.shutdown(c, ctx)
-  local h = check_conn(c, "shutdown")
-  return call(ctxarg(ctx, 2, "shutdown"), "conn:shutdown",
-    streamcore.shutdown, streamcore.shutdown_cancel, h)
-end
-
--- conn:close() -> true; closing twice does nothing. Tasks waiting on the
--- conn get nil, err (kind "closed").
-function Conn.close(c)
-  S.checkmt(c, ConnMT, 1, "close")
-  local h = c.h
-  if h == nil then return true end
-  c.addr = tostring(h):match(": (%S+)")
-  c.h = nil
-  wake_closed("conn", streamcore.close(h))
-  return true
+  return wrap(h, ConnMT)
 end
 
 local function addr_result(host, port)
@@ -217,16 +97,6 @@ function Conn.set_keepalive(c, on, secs)
   local ok, err = tcpcore.keepalive(h, on, secs)
   if not ok then return nil, ioerror(err) end
   return true
-end
-
--- conn:buffered() -> bytes read ahead, bytes queued to write
-function Conn.buffered(c)
-  return streamcore.buffered(check_conn(c, "buffered"))
-end
-
-function ConnMT.__tostring(c)
-  if c.h then return tostring(c.h) end
-  return format("weft.tcp.conn: %s (closed)", c.addr or "?")
 end
 
 -- weft.tcp.connect(host, port [, ctx]) -> conn | nil, err: tries each of
