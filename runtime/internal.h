@@ -163,10 +163,14 @@ struct weft__stream {
   int reading;   /* uv_read_start is on */
   int read_id, write_id, shut_id, conn_id; /* waiting operations, or 0 */
   uv_connect_t connect;                     /* tcp.c's connect request */
+  int fd;        /* stdio: whose flags to restore once closed, else -1 */
+  int fd_flags;
   char name[80]; /* the peer ("127.0.0.1:80"), for error messages */
 };
 
 struct weft__stream *weft__stream_new(lua_State *L, const char *kind);
+struct weft__stream *weft__stream_new_pipe(lua_State *L, const char *kind);
+void weft__ignore_sigpipe(void); /* see stream.c */
 struct weft__stream *weft__stream_check(lua_State *L, int idx);
 void weft__stream_close(struct weft__stream *s);
 int weft__open_streamcore(lua_State *L);

@@ -20,7 +20,9 @@
 ** that comes later (libuv cancels the requests of a closed handle) finds no
 ** id and only frees.
 */
+#include <fcntl.h>
 #include <lauxlib.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +37,7 @@ enum { MODE_ANY, MODE_LINE, MODE_EXACT };
 
 static void on_close(uv_handle_t *h) {
   struct weft__stream *s = h->data;
+  if (s->fd >= 0) fcntl(s->fd, F_SETFL, s->fd_flags);
   free(s->buf);
   free(s);
 }
@@ -66,6 +69,23 @@ static void push_meta(lua_State *L) {
 }
 
 /*
+** NOTE: a write to a stream whose other end is closed (a TCP peer, a child
+** that exited) raises SIGPIPE, which kills the process by default; libuv
+** writes with write(2), which has no MSG_NOSIGNAL. We ignore it (as Go
+** does) the first time a conn or a child's pipe is made, unless the host
+** installed a handler of its own, and get EPIPE from the write instead.
+** Stdin alone does not: a script only reading its stdin keeps dying of a
+** closed stdout, as a Unix filter does.
+*/
+void weft__ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
+/*
 ** Push a new stream userdata and return its stream, whose handle the caller
 ** initialises at once (uv_*_init, which cannot fail for these types once
 ** the loop exists). The box is NULL until s is made, so __gc is safe from
@@ -81,8 +101,19 @@ struct weft__stream *weft__stream_new(lua_State *L, const char *kind) {
   s->rt = weft__rt(L);
   s->kind = kind;
   s->box = box;
+  s->fd = -1;
   s->h.handle.data = s;
   *box = s;
+  return s;
+}
+
+/* Push a new stream over an unopened pipe (uv_pipe_init, for uv_spawn's
+** UV_CREATE_PIPE or uv_pipe_open), unreferenced as every idle stream. */
+struct weft__stream *weft__stream_new_pipe(lua_State *L, const char *kind) {
+  struct weft__stream *s = weft__stream_new(L, kind);
+  uv_pipe_init(s->rt->loop, &s->h.pipe, 0);
+  uv_unref(&s->h.handle);
+  weft__ignore_sigpipe();
   return s;
 }
 
@@ -295,8 +326,8 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 /*}======================================================================*/
 
 /*{======================================================================
-** Lua binding: weft.streamcore, used by lua/weft/tcp.lua (and by every
-** stream: the functions take the stream userdata as an argument).
+** Lua binding: weft.streamcore, used by lua/weft/stream.lua (the conn
+** methods of every stream: the functions take the stream userdata).
 **=======================================================================*/
 
 static int checkmode(lua_State *L, int idx) {
@@ -466,6 +497,48 @@ static int lstream_name(lua_State *L) {
   return 1;
 }
 
+/* streamcore.open_stdio(fd) -> kind [, stream]: kind is what fd is
+** ("tty", "pipe", "file", "tcp", "unknown"); a stream for the first two,
+** which libuv can poll (a regular file it cannot). */
+static int lstream_open_stdio(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  uv_handle_type t = uv_guess_handle(fd);
+  const char *kind = t == UV_TTY ? "tty" : t == UV_NAMED_PIPE ? "pipe"
+                     : t == UV_FILE ? "file" : t == UV_TCP ? "tcp"
+                     : "unknown";
+  lua_pushstring(L, kind);
+  if (t != UV_TTY && t != UV_NAMED_PIPE) return 1;
+  struct weft__stream *s = weft__stream_new(L, "weft.stdio");
+  snprintf(s->name, sizeof s->name, "%s", fd == 0 ? "stdin"
+           : fd == 1 ? "stdout" : fd == 2 ? "stderr" : "stdio");
+  /* libuv makes the descriptor non-blocking; print and io.read expect it
+  ** blocking again once the stream is closed (on_close restores it). */
+  int flags = fcntl(fd, F_GETFL);
+  int rc;
+  if (t == UV_TTY) {
+    rc = uv_tty_init(s->rt->loop, &s->h.tty, fd, fd == 0);
+  } else {
+    uv_pipe_init(s->rt->loop, &s->h.pipe, 0);
+    rc = uv_pipe_open(&s->h.pipe, fd);
+  }
+  if (rc < 0 && t == UV_TTY) {
+    /* No handle was made: nothing to close. */
+    *s->box = NULL;
+    free(s);
+    lua_pop(L, 1);
+    return weft__io_push_error(L, rc, "open stdio");
+  }
+  s->fd = flags >= 0 ? fd : -1;
+  s->fd_flags = flags;
+  uv_unref(&s->h.handle);
+  if (rc < 0) {
+    weft__stream_close(s);
+    lua_pop(L, 1);
+    return weft__io_push_error(L, rc, "open stdio");
+  }
+  return 2;
+}
+
 static int lstream__gc(lua_State *L) {
   struct weft__stream **box = luaL_checkudata(L, 1, STREAM_MT);
   if (*box != NULL) weft__stream_close(*box);
@@ -496,6 +569,7 @@ int weft__open_streamcore(lua_State *L) {
       {"close", lstream_close},
       {"buffered", lstream_buffered},
       {"name", lstream_name},
+      {"open_stdio", lstream_open_stdio},
       {NULL, NULL},
   };
   push_meta(L);

@@ -13,7 +13,6 @@
 ** a deadlock of the tasks around it.
 */
 #include <lauxlib.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,27 +31,12 @@ struct server {
   char name[80];       /* "127.0.0.1:8080", for messages */
 };
 
-/*
-** NOTE: a write to a conn the peer closed raises SIGPIPE, which kills the
-** process by default; libuv writes with write(2), which has no
-** MSG_NOSIGNAL. We ignore it (as Go does for sockets) the first time a
-** conn is made, unless the host installed a handler of its own, and get
-** EPIPE from the write instead.
-*/
-static void ignore_sigpipe(void) {
-  struct sigaction sa;
-  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-  }
-}
-
 /* Push a new, unconnected conn. */
 static struct weft__stream *conn_new(lua_State *L) {
   struct weft__stream *s = weft__stream_new(L, CONN_KIND);
   uv_tcp_init(s->rt->loop, &s->h.tcp);
   uv_unref(&s->h.handle);
-  ignore_sigpipe();
+  weft__ignore_sigpipe();
   return s;
 }
 
@@ -231,7 +215,7 @@ static int ltcp_listen(lua_State *L) {
     return weft__io_push_error(L, rc, what);
   }
   name_sock(v->name, sizeof v->name, &v->h); /* port 0 picked one */
-  ignore_sigpipe();
+  weft__ignore_sigpipe();
   return 1;
 }
 

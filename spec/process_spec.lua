@@ -171,7 +171,56 @@ describe("weft.process", function()
       p:close()
       local ok, perr = pcall(p.stdin.write, p.stdin, "x")
       assert.is_false(ok)
-      assert.matches("attempt to use a closed pipe", perr)
+      assert.matches("attempt to use a closed conn", perr)
+    end))
+
+  it("gh-11: pipes are conns, with TCP's methods and messages",
+    spec(function()
+      local p = assert(P.spawn { "cat", stdin = "pipe", stdout = "pipe" })
+      assert.matches("^weft.process.conn: 0x%x+ %(stdout of cat%)$",
+        tostring(p.stdout))
+      -- More than the pipe and the write queue's high-water mark hold:
+      -- write waits for cat, which waits for our reader.
+      local data = ("0123456789abcdef"):rep(2 ^ 17) -- 2 MiB
+      local w = weft.go(function()
+        assert(p.stdin:write(data))
+        assert(p.stdin:write("\r\nlast"))
+        return p.stdin:shutdown()
+      end)
+      assert.equal(data:sub(1, 5), p.stdout:read_exactly(5))
+      assert.equal(data:sub(6), p.stdout:read_exactly(#data - 5))
+      assert.is_true(w:join())
+      assert.equal("", p.stdout:read_line())
+      assert.equal("last", p.stdout:read_line())
+      local v, err = p.stdout:read_exactly(1)
+      assert.is_nil(v)
+      assert.equal("EOF", err.kind)
+      assert.matches("read_exactly stdout of cat: end of file", err.message)
+      assert.same({ 0, 0 }, { p.stdout:buffered() })
+      assert.same({ 0 }, { p:wait() })
+      local ok, perr = pcall(function()
+        local x = p.stdout.read({})
+        return x
+      end)
+      assert.is_false(ok)
+      assert.matches("process_spec%.lua:%d+: bad argument #1 to 'read' " ..
+        "%(weft.process.conn expected, got table%)", perr)
+      p:close()
+      assert.matches("^weft.process.conn: 0x%x+ %(closed%)$",
+        tostring(p.stdout))
+    end))
+
+  it("gh-11: close wakes a task reading a pipe", spec(function()
+      local p = assert(P.spawn { "cat", stdin = "pipe", stdout = "pipe" })
+      local reader = weft.go(function() return p.stdout:read_line() end)
+      weft.yield() -- the reader runs and parks: nothing came yet
+      p.stdout:close()
+      local v, err = reader:join()
+      assert.is_nil(v)
+      assert.equal("closed", err.kind)
+      p.stdin:close()
+      assert.same({ 0 }, { p:wait() })
+      p:close()
     end))
 
   it("a read cancelled mid-wait leaves the pipe usable", spec(function()

@@ -44,6 +44,28 @@ describe("weft stdio", function()
       assert.equal("nil\tweft.stdin (file)\nEOF\n", out)
     end))
 
+  it("gh-11: stdin on a pipe has the conn methods", spec(function()
+      local out = H.sh("printf 'abcdef\\r\\nx' | " .. weft_e [[
+        local c = weft.with_timeout(weft.context(), 5)
+        print(weft.stdin:read(2, c), weft.stdin:read_line(c))
+        local v, err = weft.stdin:read(-1)
+        print(v, err)]] .. " 2>&1")
+      assert.matches("ab\tcdef\n", out)
+      assert.matches("%(command line%):3: bad argument #2 to 'read'", out)
+    end))
+
+  it("gh-11: a file on stdin: lines end at \\n or \\r\\n", spec(function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "wb"))
+      f:write("one\r\ntwo\nthree")
+      f:close()
+      local out = H.sh(weft_e [[
+        for l in weft.stdin:lines() do io.write("[", l, "]") end
+        print(weft.stdin)]] .. " < " .. path)
+      os.remove(path)
+      assert.equal("[one][two][three]weft.stdin (file)\n", out)
+    end))
+
   it("a read is cancelled by its context", spec(function()
       local out = H.sh("sleep 2 | " .. weft_e [[
         local c = weft.with_timeout(weft.context(), 0.05)

@@ -8,9 +8,10 @@ local S = require "weft.sched"
 local io = require "weft.io"
 local ctxmod = require "weft.ctx"
 local group = require "weft.group"
+local stream = require "weft.stream"
 local pc = require "weft.proccore"
 
-local call = io.call
+local call, wrap = io.call, stream.wrap
 local type, tostring, format, setmetatable, pairs, ipairs = type, tostring,
   string.format, setmetatable, pairs, ipairs
 local concat, sort = table.concat, table.sort
@@ -20,121 +21,9 @@ local M = {}
 local CHUNK = 65536
 local GRACE = 2 -- seconds from SIGTERM to SIGKILL when a wait is cancelled
 
---[[ Pipes: conns over a child's pipes (and over stdio, see stdio.lua) ]]
+--[[ Pipes: conns (weft.stream), as TCP's are ]]
 
-local Pipe = {}
-local PipeMT = { __index = Pipe, __name = "weft.process.conn" }
-M.PipeMT = PipeMT
-
--- M.pipe(ud) -> a conn over the C pipe ud
-function M.pipe(ud)
-  return setmetatable({ ud = ud, buf = "" }, PipeMT)
-end
-
-local function check_pipe(p, fname)
-  S.checkmt(p, PipeMT, 1, fname)
-  if p.ud == false or (p.ud and pc.is_closed(p.ud)) then
-    error("attempt to use a closed pipe", 3)
-  end
-  return p
-end
-
-local function read_start(id, ud, max)
-  return pc.read(id, ud, max)
-end
-
--- raw(p, max, ctx) -> up to max bytes | nil, err
-local function raw(p, max, ctx)
-  if p.rawread then return p.rawread(max, ctx) end
-  local data, err = pc.take(p.ud, max)
-  if data == false then
-    return call(ctx, "conn:read", read_start, pc.read_cancel, p.ud, max)
-  end
-  if data == nil then err = io.error(err) end
-  return data, err
-end
-
--- conn:read([max] [, ctx]) -> data | nil, err (kind "EOF" at the end):
--- whatever arrived, at most max bytes (64 KiB by default).
-function Pipe.read(p, max, ctx)
-  check_pipe(p, "read")
-  if type(max) == "table" and ctx == nil then max, ctx = nil, max end
-  if max ~= nil and (type(max) ~= "number" or max ~= max or max < 1) then
-    S.typeerror(1, "read", "positive number", max)
-  end
-  ctx = io.checkctx(ctx, 2, "read")
-  max = max or CHUNK
-  local buf = p.buf
-  if #buf > 0 then
-    if #buf <= max then
-      p.buf = ""
-      return buf
-    end
-    p.buf = buf:sub(max + 1)
-    return buf:sub(1, max)
-  end
-  return raw(p, max, ctx)
-end
-
--- conn:read_line([ctx]) -> line without its "\n" | nil, err. At the end,
--- a last line without "\n" is returned, then nil, err (EOF).
-function Pipe.read_line(p, ctx)
-  check_pipe(p, "read_line")
-  ctx = io.checkctx(ctx, 1, "read_line")
-  local from = 1
-  while true do
-    local buf = p.buf
-    local i = buf:find("\n", from, true)
-    if i then
-      p.buf = buf:sub(i + 1)
-      return buf:sub(1, i - 1)
-    end
-    from = #buf + 1
-    local data, err = raw(p, CHUNK, ctx)
-    if not data then
-      if err.kind == "EOF" and #buf > 0 then
-        p.buf = ""
-        return buf
-      end
-      return nil, err
-    end
-    p.buf = buf .. data
-  end
-end
-
--- conn:lines([ctx]) -> an iterator over the lines, for a `for` loop; it
--- ends at EOF and raises on another error, as io.lines does.
-function Pipe.lines(p, ctx)
-  check_pipe(p, "lines")
-  ctx = io.checkctx(ctx, 1, "lines")
-  return function()
-    if p.ud == false or (p.ud and pc.is_closed(p.ud)) then return nil end
-    local line, err = p:read_line(ctx)
-    if line then return line end
-    if err.kind ~= "EOF" then error(tostring(err), 2) end
-    return nil
-  end
-end
-
--- conn:write(data [, ctx]) -> true | nil, err: returns once the data is
--- written into the pipe (so a writer is held back by a slow reader).
-function Pipe.write(p, data, ctx)
-  check_pipe(p, "write")
-  if type(data) ~= "string" then S.typeerror(1, "write", "string", data) end
-  ctx = io.checkctx(ctx, 2, "write")
-  return call(ctx, "conn:write", pc.write, pc.write_cancel, p.ud, data)
-end
-
--- conn:close(): idempotent; a child reading its stdin sees the end.
-function Pipe.close(p)
-  S.checkmt(p, PipeMT, 1, "close")
-  if p.ud then pc.close(p.ud) else p.ud = false end
-  return true
-end
-
-function PipeMT.__tostring(p)
-  return (tostring(p.ud):gsub("^weft%.process%.pipe", "weft.process.conn"))
-end
+local _, PipeMT = stream.class("weft.process.conn")
 
 --[[ Processes ]]
 
@@ -198,8 +87,8 @@ function M.spawn(opts)
       stdio_mode(opts.stdout, "stdout"), stdio_mode(opts.stderr, "stderr") } }
   if not ud then return nil, io.error(i) end
   return setmetatable({ ud = ud, cmd = cmd, grace = grace,
-    stdin = i and M.pipe(i) or nil, stdout = o and M.pipe(o) or nil,
-    stderr = e and M.pipe(e) or nil }, ProcMT)
+    stdin = i and wrap(i, PipeMT) or nil, stdout = o and wrap(o, PipeMT)
+    or nil, stderr = e and wrap(e, PipeMT) or nil }, ProcMT)
 end
 
 local function wait_start(id, p)
@@ -256,6 +145,10 @@ end
 
 --[[ run: a command's outputs in full ]]
 
+-- How a write to a child that exited (or closed its stdin) fails.
+local quits = { EPIPE = true, ECONNRESET = true, ENOTCONN = true,
+  ECANCELED = true }
+
 local function drain(pipe, parts, ctx)
   while true do
     local data, err = pipe:read(CHUNK, ctx)
@@ -304,12 +197,12 @@ function M.run(argv, opts)
   g:go(function(c) return drain(p.stderr, errs, c) end)
   if input then
     g:go(function(c)
+      -- Shut down before closing: close drops what is still queued.
       local ok, werr = p.stdin:write(input, c)
+      if ok then ok, werr = p.stdin:shutdown(c) end
       p.stdin:close()
       -- A child that exits without reading all its input is no failure.
-      if not ok and werr.kind ~= "EPIPE" and werr.kind ~= "ECANCELED" then
-        return nil, werr
-      end
+      if not ok and not quits[werr.kind] then return nil, werr end
       return true
     end)
   end

@@ -1,7 +1,9 @@
 -- weft.stdin, weft.stdout, weft.stderr: the process's standard streams
 -- for tasks. stdin is opened on first use after what it is
--- (uv_guess_handle): a terminal (uv_tty_t) or a pipe (uv_pipe_t) is read
--- as a child's pipe is (lua/weft/process.lua), a file through fs reads.
+-- (uv_guess_handle): a terminal (uv_tty_t) or a pipe (uv_pipe_t) is a
+-- stream (runtime/stream.c) read with the conn methods TCP conns and a
+-- child's pipes have (lua/weft/stream.lua); a file, which libuv cannot
+-- poll, is read through fs reads at its position, with a line buffer here.
 -- Writes go through fs writes on descriptors 1 and 2, which work alike
 -- for terminals, pipes and files and leave the descriptors blocking, as
 -- print needs them; C's buffered stdout is flushed first, so print and
@@ -11,35 +13,93 @@ local S = require "weft.sched"
 local io = require "weft.io"
 local errors = require "weft.errors"
 local fscore = require "weft.fscore"
-local pc = require "weft.proccore"
-local process = require "weft.process"
+local stream = require "weft.stream"
+local streamcore = require "weft.streamcore"
 
 local call, cancel = io.call, fscore.cancel
-local type = type
+local type, tostring, error, getmetatable, setmetatable = type, tostring,
+  error, getmetatable, setmetatable
 local cstdout = _G.io.stdout
 
 local M = {}
 
-local conn -- stdin's conn, once opened
+local CHUNK = 65536
 
+local _, StreamMT = stream.class("weft.stdin")
+
+--[[ A file on stdin: fs reads, and lines split here ]]
+
+local File = {}
+local FileMT = { __index = File }
+
+local function fsread(max, ctx)
+  local data, err = call(ctx, "stdin:read", fscore.read, cancel, 0, max)
+  if not data then return nil, err end
+  if #data == 0 then return nil, errors.new("EOF", "stdin: end of file") end
+  return data
+end
+
+function File.read(f, max, ctx)
+  if getmetatable(max) == S.CtxMT then max, ctx = nil, max end
+  if max ~= nil and (type(max) ~= "number" or max ~= max or max < 0) then
+    S.typeerror(2, "read", "non-negative number", max)
+  end
+  ctx = stream.ctxarg(ctx, 3, "read")
+  max = max or CHUNK
+  if max == 0 then return "" end
+  local buf = f.buf
+  if #buf == 0 then return fsread(max, ctx) end
+  f.buf = buf:sub(max + 1)
+  return buf:sub(1, max)
+end
+
+function File.read_line(f, ctx)
+  ctx = stream.ctxarg(ctx, 2, "read_line")
+  local from = 1
+  while true do
+    local buf = f.buf
+    local i = buf:find("\n", from, true)
+    if i then
+      f.buf = buf:sub(i + 1)
+      return buf:sub(1, buf:byte(i - 1) == 13 and i - 2 or i - 1)
+    end
+    from = #buf + 1
+    local data, err = fsread(CHUNK, ctx)
+    if not data then
+      if err.kind == "EOF" and #buf > 0 then
+        f.buf = ""
+        return buf
+      end
+      return nil, err
+    end
+    f.buf = buf .. data
+  end
+end
+
+function File.lines(f, ctx)
+  ctx = stream.ctxarg(ctx, 2, "lines")
+  return function()
+    local line, err = f:read_line(ctx)
+    if line then return line end
+    if err.kind ~= "EOF" then error(tostring(err), 2) end
+    return nil
+  end
+end
+
+local conn -- stdin's conn, once opened
+local kind
+
+-- stdin_conn() -> stdin's conn | nil, err (libuv could not open it)
 local function stdin_conn()
   if conn then return conn end
-  local kind, ud = pc.open_stdio(0)
-  if ud then
-    conn = process.pipe(ud)
+  local k, h = streamcore.open_stdio(0)
+  if k == nil then return nil, io.error(h) end
+  kind = k
+  if h then
+    conn = stream.wrap(h, StreamMT)
   else
-    -- A file (or what libuv cannot poll): fs reads at the position.
-    conn = process.pipe(nil)
-    conn.rawread = function(max, ctx)
-      local data, err = call(ctx, "stdin:read", fscore.read, cancel, 0, max)
-      if not data then return nil, err end
-      if #data == 0 then
-        return nil, errors.new("EOF", "stdin: end of file")
-      end
-      return data
-    end
+    conn = setmetatable({ buf = "" }, FileMT)
   end
-  conn.kind = kind
   return conn
 end
 
@@ -49,23 +109,29 @@ local StdinMT = { __index = Stdin, __name = "weft.stdin" }
 -- weft.stdin:read([max] [, ctx]) -> data | nil, err (EOF at the end)
 function Stdin.read(s, max, ctx)
   S.checkmt(s, StdinMT, 1, "read")
-  return stdin_conn():read(max, ctx)
+  local c, err = stdin_conn()
+  if not c then return nil, err end
+  return c:read(max, ctx) -- a tail call: errors blame our caller
 end
 
 -- weft.stdin:read_line([ctx]) -> line | nil, err
 function Stdin.read_line(s, ctx)
   S.checkmt(s, StdinMT, 1, "read_line")
-  return stdin_conn():read_line(ctx)
+  local c, err = stdin_conn()
+  if not c then return nil, err end
+  return c:read_line(ctx) -- a tail call: errors blame our caller
 end
 
 -- weft.stdin:lines([ctx]) -> iterator over the lines
 function Stdin.lines(s, ctx)
   S.checkmt(s, StdinMT, 1, "lines")
-  return stdin_conn():lines(ctx)
+  local c, err = stdin_conn()
+  if not c then return nil, err end
+  return c:lines(ctx) -- a tail call: errors blame our caller
 end
 
 function StdinMT.__tostring()
-  return "weft.stdin" .. (conn and " (" .. conn.kind .. ")" or "")
+  return "weft.stdin" .. (kind and " (" .. kind .. ")" or "")
 end
 
 local Out = {}
