@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "repl.h"
 #include "weft.h"
 
 #define EXIT_USAGE 2
@@ -47,6 +48,8 @@
 ** next command. */
 static weft_runtime *signal_rt;
 static volatile sig_atomic_t first_signal;  /* that stopped the run, or 0 */
+static volatile sig_atomic_t repl_sigint;   /* Ctrl-C for the REPL */
+static int repl_fd[2] = {-1, -1};           /* and its wake-up, to poll */
 static volatile sig_atomic_t forced_status; /* for on_alarm */
 static int watch_fd[2] = {-1, -1};          /* handlers -> watchdog */
 static uv_thread_t watch_thread;
@@ -60,8 +63,18 @@ static void tell_watchdog(unsigned char what) {
 static void on_stop_signal(int sig) {
   int saved = errno;
   if (signal_rt == NULL) {
-    /* At the prompt only SIGINT keeps the program: it drops the input. */
-    if (sig != SIGINT) first_signal = sig;
+    /* At the prompt only SIGINT keeps the program: the REPL cancels the
+    ** running line or drops the input. */
+    if (sig != SIGINT) {
+      first_signal = sig;
+    } else {
+      repl_sigint = 1;
+    }
+    /* Wake the REPL's poll: the signal may have gone to another thread. */
+    if (repl_fd[1] >= 0) {
+      ssize_t n = write(repl_fd[1], "", 1);
+      (void)n;
+    }
   } else {
     if (first_signal == 0) {
       first_signal = sig;
@@ -167,12 +180,6 @@ static void stop_watchdog(void) {
   close(watch_fd[1]);
 }
 
-/* The next command starts as if no signal had come. */
-static void reset_signals(void) {
-  first_signal = 0;
-  tell_watchdog(WATCH_RESET);
-}
-
 static int install_signals(weft_runtime *rt) {
   struct sigaction sa;
   if (start_watchdog(rt) != 0) return -1;
@@ -212,6 +219,7 @@ static void usage(FILE *f) {
       "  -e code     run code (may be given several times)\n"
       "  -l name     require library 'name' before the script\n"
       "  -v          verbose errors: the full record of each (also WEFT_LOG)\n"
+      "  -i          the REPL after the script (and with no script)\n"
     "  --workers N worker threads for weft.work (default: WEFT_WORKERS, else\n"
     "              the number of CPUs)\n"
     "  --virtual-time  run on virtual time: the clock starts at 0 and jumps\n"
@@ -279,81 +287,20 @@ done:
   return found;
 }
 
-/* Is `src` a complete chunk? 1: yes, with the chunk to run pushed (an
-** expression is wrapped to print its values, as lua(1) does); 0: it needs
-** more lines; -1: a syntax error, printed. */
-static int complete(lua_State *L, const char *src) {
-  lua_pushfstring(L, "return %s", src);
-  int rc = luaL_loadbuffer(L, lua_tostring(L, -1), lua_objlen(L, -1), "=stdin");
-  lua_pop(L, 2);
-  if (rc == 0) {
-    /* One line of wrapper, so messages keep the input's line numbers. */
-    lua_pushfstring(L,
-                    "local function show(...) if select('#', ...) > 0 then "
-                    "print(...) end end show(%s\n)",
-                    src);
-    return 1;
-  }
-  rc = luaL_loadbuffer(L, src, strlen(src), "=stdin");
-  if (rc == 0) {
-    lua_pop(L, 1);
-    lua_pushstring(L, src);
-    return 1;
-  }
-  const char *msg = lua_tostring(L, -1);
-  size_t n = strlen(msg);
-  if (n >= 7 && strcmp(msg + n - 7, "'<eof>'") == 0) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  fprintf(stderr, "%s\n", msg);
-  lua_pop(L, 1);
-  return -1;
-}
-
-/* A simple prompt: each complete chunk runs as a top-level task, to the end
-** of every task it starts. */
+/* The REPL (repl.c). SIGTERM or SIGHUP, at the prompt or in a line, ends
+** it and the program. */
 static int repl(weft_runtime *rt) {
-  lua_State *L = weft_lua(rt);
-  char line[4096];
-  char *src = NULL;
-  size_t len = 0;
-  printf("weft %s (%s) -- Ctrl-D to leave\n", WEFT_VERSION_STRING,
-         LUAJIT_VERSION);
-  signal_rt = NULL;
-  for (;;) {
-    fputs(len ? ">> " : "> ", stdout);
-    fflush(stdout);
-    if (fgets(line, sizeof line, stdin) == NULL) {
-      if (feof(stdin) || first_signal != 0) break;
-      clearerr(stdin); /* Ctrl-C at the prompt: drop the input */
-      len = 0;
-      fputc('\n', stdout);
-      continue;
-    }
-    size_t n = strlen(line);
-    char *grown = realloc(src, len + n + 1);
-    if (grown == NULL) break;
-    src = grown;
-    memcpy(src + len, line, n + 1);
-    len += n;
-    int c = complete(L, src);
-    if (c == 0) continue;
-    len = 0;
-    if (c < 0) continue;
-    int rc = weft_spawn_string(rt, lua_tostring(L, -1), "=stdin");
-    lua_pop(L, 1);
-    signal_rt = rt;
-    if (rc == 0) rc = weft_run(rt);
-    signal_rt = NULL;
-    if (rc != 0 && rc != WEFT_ETASK && rc != WEFT_EINTR)
-      print_error(rt, weft_last_error(rt), NULL);
-    if (first_signal != 0 && first_signal != SIGINT) break;
-    reset_signals();
+  if (pipe(repl_fd) != 0) return EXIT_FAILURE;
+  for (int i = 0; i < 2; i++) {
+    fcntl(repl_fd[i], F_SETFD, FD_CLOEXEC);
+    fcntl(repl_fd[i], F_SETFL, O_NONBLOCK);
   }
-  free(src);
-  fputc('\n', stdout);
-  /* SIGTERM or SIGHUP (at the prompt or in a command) ends the program. */
+  signal_rt = NULL; /* Ctrl-C is the REPL's: it cancels the running line */
+  weft_repl(rt, &repl_sigint, &first_signal, repl_fd[0]);
+  int fd = repl_fd[1];
+  repl_fd[1] = -1;
+  close(fd);
+  close(repl_fd[0]);
   return first_signal != 0 ? 128 + first_signal : EXIT_SUCCESS;
 }
 
@@ -376,7 +323,7 @@ static void set_arg_prefix(weft_runtime *rt, char **argv, int script) {
 
 int main(int argc, char **argv) {
   weft_config cfg;
-  int script = 0, ran = 0, status = EXIT_SUCCESS;
+  int script = 0, ran = 0, interactive = 0, status = EXIT_SUCCESS;
   memset(&cfg, 0, sizeof cfg);
   cfg.on_error = print_error;
   cfg.log_path = getenv("WEFT_LOG");
@@ -401,6 +348,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(a, "-v") == 0) {
       cfg.verbose = 1;
+    } else if (strcmp(a, "-i") == 0) {
+      interactive = 1;
     } else if (strcmp(a, "--virtual-time") == 0) {
       cfg.virtual_time = 1;
     } else if (strcmp(a, "--workers") == 0) {
@@ -476,6 +425,9 @@ int main(int argc, char **argv) {
       status = run_spawned(rt, weft_spawn_file(rt, NULL, 1, args));
     }
   }
+  /* -i: the REPL after the script and -e chunks, with what they left. */
+  if (interactive && status == EXIT_SUCCESS && (ran || script < argc))
+    status = repl(rt);
   stop_watchdog();
   /* Out before the state closes: its finalizers run user code, which may
   ** crash LuaJIT (one that raises in compiled code can), and exit's flush

@@ -356,6 +356,13 @@ int weft_shutdown(weft_runtime *rt, double grace_ms) {
   }
 }
 
+int weft_is_stuck(weft_runtime *rt) {
+  double next;
+  if (rt == NULL) return WEFT_EINVAL;
+  return rt->ready == 0 && !weft__timer_next(&rt->timers, &next) &&
+         !uv_loop_alive(rt->loop) && atomic_load(&rt->events) == 0;
+}
+
 int weft_backend_fd(weft_runtime *rt) {
   if (rt == NULL) return WEFT_EINVAL;
   return uv_backend_fd(rt->loop);

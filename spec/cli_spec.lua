@@ -243,10 +243,10 @@ describe("the weft command", function()
         weft_bin .. "' /dev/null")
       assert.equal(0, status)
       out = out:gsub("\r", "")
-      assert.matches("weft %d+%.%d+%.%d+ %(LuaJIT[^\n]*%-%- Ctrl%-D to leave",
-        out)
+      assert.matches("weft %d+%.%d+%.%d+ %(LuaJIT[^\n]*%-%- :help for " ..
+        "help, Ctrl%-D to leave", out)
       assert.matches("[\n>] ?2\n", out)
-      assert.matches(">> 10\n20\n", out)
+      assert.matches(">> 2 do print%(i %* 10%) end\n10\n20\n", out)
       assert.matches("stdin:1: unexpected symbol near '='", out)
       assert.matches("[\n>] ?slept\n", out)
       assert.matches('weft: %[%w+%-%d+%] uncaught error in task "stdin" ' ..

@@ -1044,6 +1044,16 @@ function S.spawn_root(fn, name, ...)
   return spawn_top(fn, name, args)
 end
 
+-- spawn_line(fn, name, ctx) -> task: a top-level task under ctx whose scope
+-- is not ended when it finishes: what it derives outlives it, until ctx
+-- or the task is cancelled. For the REPL, whose lines make contexts and
+-- start tasks that later lines use (weft.repl).
+function S.spawn_line(fn, name, ctx)
+  local t = spawn_top(fn, name, nil, ctx)
+  ext(t).keep_node = true
+  return t
+end
+
 -- spawn_root_args(fn, name, args, ctx) -> task: as spawn_root, with the
 -- arguments packed ({n = , ...}) and an optional context (weft.spawn{ctx=}
 -- outside a task).
@@ -1148,7 +1158,7 @@ local function done(t)
       local c = x.clock
       if c and c.root == t then bubble_end(c) end
       err = final_error(x)
-      if x.node then node_cancel(x.node, SCOPE_END) end
+      if x.node and not x.keep_node then node_cancel(x.node, SCOPE_END) end
       local q = x.joinq
       if q then
         while true do

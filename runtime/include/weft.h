@@ -123,6 +123,12 @@ int weft_step(weft_runtime *rt, double budget_ms);
 ** when needed (the cqueues protocol). WEFT_EINVAL for a NULL rt. */
 int weft_next_timeout(weft_runtime *rt);
 
+/* 1 when, after the last step, nothing can ever wake a task: none is
+** ready, no timer is armed, no I/O is pending and no event is waiting
+** (what weft_run reports as a deadlock when tasks are alive), else 0. A
+** stepping host (the REPL) uses it to report a line that deadlocked. */
+int weft_is_stuck(weft_runtime *rt);
+
 /* The loop's backend descriptor (epoll on Linux): readable when I/O or a
 ** post is pending. WEFT_EINVAL for a NULL rt. */
 int weft_backend_fd(weft_runtime *rt);
