@@ -29,7 +29,8 @@ function Session:keys(...)
   for i = 1, select("#", ...) do
     args[i] = "'" .. select(i, ...) .. "'"
   end
-  H.sh((TMUX .. " send-keys -t %s %s"):format(self.name, table.concat(args, " ")))
+  H.sh((TMUX .. " send-keys -t %s %s"):format(self.name,
+    table.concat(args, " ")))
 end
 
 -- type(text): the text literally, then Enter.
