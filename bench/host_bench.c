@@ -26,7 +26,8 @@ static void idle(void) {
   weft_runtime *rt = weft_new(NULL);
   const int n = 1000000;
   uint64_t t0 = uv_hrtime();
-  for (int i = 0; i < n; i++) weft_step(rt, 0);
+  for (int i = 0; i < n; i++)
+    weft_step(rt, 0);
   printf("idle %.1f\n", (double)(uv_hrtime() - t0) / n);
   weft_free(rt);
 }

@@ -29,7 +29,15 @@
 #include "internal.h"
 
 enum {
-  C_NIL, C_FALSE, C_TRUE, C_NUM, C_STR, C_TABLE, C_FUNC, C_REF, C_END,
+  C_NIL,
+  C_FALSE,
+  C_TRUE,
+  C_NUM,
+  C_STR,
+  C_TABLE,
+  C_FUNC,
+  C_REF,
+  C_END,
   C_MODULE, /* a loaded module, by name: the receiver requires it */
   C_FIELD   /* a C function of a loaded module: module name, key */
 };
@@ -93,8 +101,8 @@ static int buf_size(struct weft__buf *b, size_t v) {
 
 /* One step of the path to the value being encoded. */
 struct step {
-  int kind;      /* S_INDEX: root[i]; S_KEY: a table key; S_UPVAL: upvalue */
-  int idx;       /* S_INDEX: the number; S_KEY: the key's stack index */
+  int kind;         /* S_INDEX: root[i]; S_KEY: a table key; S_UPVAL: upvalue */
+  int idx;          /* S_INDEX: the number; S_KEY: the key's stack index */
   const char *name; /* S_UPVAL: the upvalue's name */
 };
 enum { S_INDEX, S_KEY, S_UPVAL };
@@ -210,10 +218,10 @@ static int count_loaded(lua_State *L, int loaded) {
 /* The modules every LuaJIT state has loaded or preloaded, a worker's too. */
 static int is_std_module(const char *name) {
   static const char *const std[] = {
-      "_G",     "bit",     "coroutine",   "debug",    "ffi",
-      "io",     "jit",     "jit.opt",     "jit.util", "jit.profile",
-      "math",   "os",      "package",     "string",   "string.buffer",
-      "table",  "table.new", "table.clear", NULL};
+      "_G",    "bit",       "coroutine",   "debug",    "ffi",
+      "io",    "jit",       "jit.opt",     "jit.util", "jit.profile",
+      "math",  "os",        "package",     "string",   "string.buffer",
+      "table", "table.new", "table.clear", NULL};
   for (int i = 0; std[i] != NULL; i++)
     if (strcmp(name, std[i]) == 0) return 1;
   return 0;
@@ -297,8 +305,9 @@ static int enc_module(struct enc *e, int idx) {
   size_t n;
   if (lua_type(L, -1) == LUA_TSTRING) {
     const char *name = lua_tolstring(L, -1, &n);
-    rc = buf_byte(e->b, C_MODULE) || buf_size(e->b, n) ||
-         buf_put(e->b, name, n) ? -1 : 1;
+    rc = buf_byte(e->b, C_MODULE) || buf_size(e->b, n) || buf_put(e->b, name, n)
+             ? -1
+             : 1;
   } else if (lua_istable(L, -1)) {
     rc = buf_byte(e->b, C_FIELD) ? -1 : 1;
     for (int i = 1; i <= 2 && rc == 1; i++) {
@@ -415,7 +424,7 @@ static int enc_value(struct enc *e, int idx) {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
     return buf_byte(b, C_STR) || buf_size(b, n) || buf_put(b, s, n) ? oom(e)
-                                                                   : 0;
+                                                                    : 0;
   }
   case LUA_TTABLE:
   case LUA_TFUNCTION: {
@@ -429,8 +438,8 @@ static int enc_value(struct enc *e, int idx) {
       return refuse(e, "cannot copy values nested more than 200 deep");
     if (!lua_checkstack(L, 8)) return refuse(e, "out of Lua stack");
     int ref = remember(e, idx);
-    if (ref > 0) return buf_byte(b, C_REF) || buf_size(b, (size_t)ref) ? oom(e)
-                                                                       : 0;
+    if (ref > 0)
+      return buf_byte(b, C_REF) || buf_size(b, (size_t)ref) ? oom(e) : 0;
     return lua_type(L, idx) == LUA_TTABLE ? enc_table(e, idx)
                                           : enc_function(e, idx);
   }
@@ -491,7 +500,7 @@ struct dec {
   lua_State *L;
   const unsigned char *p, *end;
   char err[200]; /* why decoding failed, when not corrupt bytes */
-  int refs; /* stack index of a table: reference number -> value */
+  int refs;      /* stack index of a table: reference number -> value */
   int nref;
   int depth;
 };
@@ -527,7 +536,8 @@ static int module_get(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_call(L, 1, 1);
   if (field) {
-    if (!lua_istable(L, -1)) lua_pushnil(L);
+    if (!lua_istable(L, -1))
+      lua_pushnil(L);
     else {
       lua_pushvalue(L, 2);
       lua_gettable(L, -2);
@@ -553,8 +563,8 @@ static int dec_module(struct dec *d, int field) {
     return -1;
   }
   if (!field || !lua_isnil(L, -1)) return 0;
-  snprintf(d->err, sizeof d->err, "module '%.*s' has no field '%.*s'",
-           (int)n, name, (int)kn, key);
+  snprintf(d->err, sizeof d->err, "module '%.*s' has no field '%.*s'", (int)n,
+           name, (int)kn, key);
   lua_pop(L, 1);
   return -1;
 }
@@ -701,8 +711,8 @@ static int lcopy_roundtrip(lua_State *L) {
 static int lcopy_size(lua_State *L) {
   struct weft__buf b = {NULL, 0, 0};
   char err[256];
-  int rc = weft__copy_encode(L, 1, lua_gettop(L), &b, "args", NULL, err,
-                             sizeof err);
+  int rc =
+      weft__copy_encode(L, 1, lua_gettop(L), &b, "args", NULL, err, sizeof err);
   size_t n = b.n;
   weft__buf_free(&b);
   if (rc != 0) return luaL_error(L, "%s", err);

@@ -23,7 +23,7 @@ struct fsreq {
   weft_runtime *rt;
   int id;
   int abandoned;
-  char *buf;  /* read: the bytes; write: a copy of the data */
+  char *buf; /* read: the bytes; write: a copy of the data */
   size_t len;
   char what[64]; /* the operation, for error messages */
 };
@@ -96,16 +96,10 @@ static int push_result(lua_State *L, void *ud) {
     lua_setfield(L, -2, "nlink");
     return 1;
   }
-  case UV_FS_READ:
-    lua_pushlstring(L, r->buf, (size_t)q->result);
-    return 1;
+  case UV_FS_READ: lua_pushlstring(L, r->buf, (size_t)q->result); return 1;
   case UV_FS_OPEN:
-  case UV_FS_WRITE:
-    lua_pushnumber(L, (lua_Number)q->result);
-    return 1;
-  case UV_FS_MKDTEMP:
-    lua_pushstring(L, q->path);
-    return 1;
+  case UV_FS_WRITE: lua_pushnumber(L, (lua_Number)q->result); return 1;
+  case UV_FS_MKDTEMP: lua_pushstring(L, q->path); return 1;
   case UV_FS_SCANDIR: {
     uv_dirent_t ent;
     int i = 0;
@@ -233,8 +227,7 @@ static int lfs_write(lua_State *L) {
   memcpy(r->buf, data, n);
   r->len = n;
   uv_buf_t b = uv_buf_init(r->buf, (unsigned)n);
-  return started(L, r,
-                 uv_fs_write(loop_of(r), &r->req, fd, &b, 1, off, on_fs));
+  return started(L, r, uv_fs_write(loop_of(r), &r->req, fd, &b, 1, off, on_fs));
 }
 
 /* fscore.fsync(id, fd) */
@@ -308,13 +301,13 @@ static int lfs_close_now(lua_State *L) {
 
 int weft__open_fscore(lua_State *L) {
   static const luaL_Reg funcs[] = {
-      {"stat", lfs_stat},       {"fstat", lfs_fstat},
-      {"open", lfs_open},       {"close", lfs_close},
-      {"read", lfs_read},       {"write", lfs_write},
-      {"fsync", lfs_fsync},     {"rename", lfs_rename},
-      {"unlink", lfs_unlink},   {"rmdir", lfs_rmdir},
-      {"mkdir", lfs_mkdir},     {"scandir", lfs_scandir},
-      {"mkdtemp", lfs_mkdtemp}, {"cancel", lfs_cancel},
+      {"stat", lfs_stat},           {"fstat", lfs_fstat},
+      {"open", lfs_open},           {"close", lfs_close},
+      {"read", lfs_read},           {"write", lfs_write},
+      {"fsync", lfs_fsync},         {"rename", lfs_rename},
+      {"unlink", lfs_unlink},       {"rmdir", lfs_rmdir},
+      {"mkdir", lfs_mkdir},         {"scandir", lfs_scandir},
+      {"mkdtemp", lfs_mkdtemp},     {"cancel", lfs_cancel},
       {"close_now", lfs_close_now}, {NULL, NULL},
   };
   lua_newtable(L);

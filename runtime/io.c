@@ -37,8 +37,8 @@ lua_State *weft__io_state(weft_runtime *rt) {
 ** returns and returns how many. An error in the Lua side is kept as the
 ** runtime's last error (it would be a bug of weft's own).
 */
-void weft__io_complete(weft_runtime *rt, int id, int (*push)(lua_State *, void *),
-                       void *ud) {
+void weft__io_complete(weft_runtime *rt, int id,
+                       int (*push)(lua_State *, void *), void *ud) {
   /* No Lua side: the runtime is being freed (its state may be closed). */
   if (rt->ref_io_done == LUA_NOREF || id <= 0) return;
   lua_State *L = weft__io_state(rt);

@@ -57,15 +57,15 @@ struct weft__worker {
   uv_thread_t tid;
   struct weft__job *job; /* running, or NULL */
   int exited;
-  int lost;              /* its job ignored cancellation */
-  int pathgen;           /* the pool's pathgen its state has */
+  int lost;    /* its job ignored cancellation */
+  int pathgen; /* the pool's pathgen its state has */
 };
 
 struct weft__pool {
   weft_runtime *rt;
   uv_mutex_t mu;
-  uv_cond_t work_cv; /* a job was queued, or the pool stops */
-  uv_cond_t exit_cv; /* a worker exited */
+  uv_cond_t work_cv;               /* a job was queued, or the pool stops */
+  uv_cond_t exit_cv;               /* a worker exited */
   struct weft__job *qhead, *qtail; /* queued */
   atomic_int nqueued;              /* how many, readable without the lock */
   struct weft__job *dhead, *dtail; /* done, for the loop to take */
@@ -76,7 +76,7 @@ struct weft__pool {
   int nlost; /* workers running a job that was cancelled and goes on */
   int nbusy; /* workers running a job that is not lost: at most size */
   int stopping;
-  int inflight; /* loop thread only: jobs submitted, not yet taken */
+  int inflight;       /* loop thread only: jobs submitted, not yet taken */
   char *path, *cpath; /* the main state's, as of the last submit */
   int pathgen;        /* bumped when they change */
 };
@@ -227,8 +227,7 @@ static void job_fail(lua_State *L, struct weft__job *j, int err_idx) {
     lua_pushvalue(L, err_idx);
     lua_pushnil(L);
   }
-  if (weft__copy_encode(L, -2, 2, &j->out, "error", NULL, err,
-                        sizeof err) != 0)
+  if (weft__copy_encode(L, -2, 2, &j->out, "error", NULL, err, sizeof err) != 0)
     weft__buf_free(&j->out);
 }
 
@@ -247,8 +246,8 @@ static void job_run(lua_State *L, struct weft__job *j) {
     goto done;
   }
   j->ok = 1;
-  if (weft__copy_encode(L, 2, lua_gettop(L) - 1, &j->out, "results", NULL,
-                        err, sizeof err) != 0) {
+  if (weft__copy_encode(L, 2, lua_gettop(L) - 1, &j->out, "results", NULL, err,
+                        sizeof err) != 0) {
     /* Drop the results first: with thousands of them the stack has no
     ** room left for the message (job_fail then failed as well, and the
     ** caller read "out of memory"). */
@@ -589,8 +588,7 @@ static int lpool_submit(lua_State *L) {
   char err[256], msg[300];
   struct weft__pool *p = pool_get(L, rt);
   if (p == NULL) return luaL_error(L, "%s: out of memory", what);
-  if (paths_update(L, p) != 0)
-    return luaL_error(L, "%s: out of memory", what);
+  if (paths_update(L, p) != 0) return luaL_error(L, "%s: out of memory", what);
   struct weft__job *j = calloc(1, sizeof *j);
   if (j == NULL) return luaL_error(L, "%s: out of memory", what);
   j->module = module;
@@ -604,8 +602,8 @@ static int lpool_submit(lua_State *L) {
     lua_remove(L, 3);
     lua_remove(L, 3);
   }
-  int rc = weft__copy_encode(L, 3, lua_gettop(L) - 2, &j->in,
-                             "args", module ? NULL : "fn", err, sizeof err);
+  int rc = weft__copy_encode(L, 3, lua_gettop(L) - 2, &j->in, "args",
+                             module ? NULL : "fn", err, sizeof err);
   if (rc != 0) {
     job_free(j);
     snprintf(msg, sizeof msg, "%s: %s", what, err);
@@ -710,7 +708,8 @@ static int lpool_stats(lua_State *L) {
   weft_runtime *rt = rt_of(L);
   struct weft__pool *p = rt->pool;
   if (p == NULL) {
-    for (int i = 0; i < 4; i++) lua_pushinteger(L, 0);
+    for (int i = 0; i < 4; i++)
+      lua_pushinteger(L, 0);
     return 4;
   }
   uv_mutex_lock(&p->mu);

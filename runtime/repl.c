@@ -46,7 +46,7 @@ static struct {
   int stuck;     /* the running line's deadlock was reported */
   volatile sig_atomic_t *sigint, *stop;
   int wake_fd; /* readable when a signal came: drained here */
-  int dropped;  /* Ctrl-C ended the line being read: ignore it */
+  int dropped; /* Ctrl-C ended the line being read: ignore it */
   const char *history;
 } R;
 
@@ -290,7 +290,8 @@ static unsigned char on_tab(EditLine *el, int ch) {
       lua_rawgeti(L, -2, i);
       const char *c = lua_tostring(L, -1);
       size_t k = 0;
-      while (k < common && c[k] == first[k]) k++;
+      while (k < common && c[k] == first[k])
+        k++;
       common = k;
       lua_pop(L, 1);
     }

@@ -7,8 +7,10 @@ int main(void) {
   weft_runtime *rt = weft_new(NULL);
   if (rt == NULL) return 1;
   int rc = weft_spawn_string(
-      rt, "local ch = weft.chan() weft.go(function() ch:send('hello') end) "
-          "print(ch:recv())", "=hello");
+      rt,
+      "local ch = weft.chan() weft.go(function() ch:send('hello') end) "
+      "print(ch:recv())",
+      "=hello");
   if (rc == 0) rc = weft_run(rt);
   weft_free(rt);
   return rc == 0 ? 0 : 1;
