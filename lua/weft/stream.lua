@@ -29,6 +29,8 @@ local swrite, drain, drain_cancel = streamcore.write, streamcore.drain,
 
 local M = {}
 
+local MAXREAD = 0x7fffffff -- the largest read stream.c takes
+
 -- ctxarg(ctx, argn, fname) -> ctx: an optional context argument, which
 -- blames the caller of the API function.
 local function ctxarg(ctx, argn, fname)
@@ -83,6 +85,10 @@ function M.class(name)
     end
     ctx = ctxarg(ctx, 3, "read")
     if max == 0 then return "" end
+    -- A read returns what is buffered, never more: any max past what one
+    -- read can hold means "whatever came" (C takes sizes below 2^31; a
+    -- huge max raised, blaming 'take', gh-11).
+    if max and max > MAXREAD then max = MAXREAD end
     return read(h, "any", max or 65536, ctx, "conn:read")
   end
 
@@ -99,6 +105,10 @@ function M.class(name)
     local h = check(c, "read_exactly")
     if type(n) ~= "number" or n ~= n or n < 0 or n % 1 ~= 0 then
       S.typeerror(2, "read_exactly", "non-negative integer", n)
+    end
+    -- Checked here so that the error blames the caller, not 'take'.
+    if n > MAXREAD then
+      S.argerror(2, "read_exactly", "at most 2^31-1 bytes expected")
     end
     ctx = ctxarg(ctx, 3, "read_exactly")
     if n == 0 then return "" end
