@@ -6,11 +6,12 @@
 ** exited, its status. The handle is closed when the child exits (libuv has
 ** reaped it by then), never before: closing the handle of a running child
 ** would leave its exit unobserved and the child a zombie. So a proc that
-** is collected while its child runs is only detached (and unreferenced, so
-** that it does not hide a deadlock); its exit callback reaps it and closes
-** the handle. Only when the Lua state closes (the runtime is freed) are the
-** handles of children still running closed, after a SIGTERM: the list of
-** live procs hangs off a registry object whose finalizer runs only then.
+** is collected while its child runs is only detached; its exit callback
+** reaps it and closes the handle. The handle is referenced only while a
+** task waits, so that a child does not hide a deadlock. Only when the Lua
+** state closes (the runtime is freed) are children still running ended
+** and reaped by hand (lprocs__gc): the list of live procs hangs off a
+** registry object whose finalizer runs only then.
 **
 ** A wait is an I/O operation (io.c): the exit callback completes the ids of
 ** the tasks waiting. Cancelling a wait terminates the child: SIGTERM at
@@ -26,6 +27,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -33,6 +35,7 @@
 #define PROCESS_MT "weft.process"
 #define PIPE_KIND "weft.process.conn"
 #define PROCS_KEY "weft.process.procs"
+#define FREE_GRACE_NS 100000000ull /* weft_free: SIGTERM to SIGKILL */
 
 struct lproc;
 
@@ -45,6 +48,7 @@ struct proc {
   struct proc *prev, *next; /* in list, while open */
   int nopen;                /* handles not yet closed: freed at 0 */
   int has_timer, closing;
+  int reaped; /* by lprocs__gc's waitpid: libuv will not see its exit */
   int *waits; /* ids of the tasks waiting */
   int nwaits, capwaits;
 };
@@ -280,6 +284,10 @@ static int lproc_spawn(lua_State *L) {
     proc_close(p); /* libuv initialised the handle even so */
     goto fail;
   }
+  /* NOTE: unreferenced, as an idle conn is: a running child nobody waits
+  ** for cannot wake a task, so it must not hide a deadlock of the tasks
+  ** around it for as long as it runs (gh-11). lproc_wait refs it. */
+  uv_unref((uv_handle_t *)&p->h);
   p->u = u;
   u->p = p;
   u->pid = p->h.pid;
@@ -350,7 +358,10 @@ static int lproc_wait(lua_State *L) {
     p->waits = nw;
     p->capwaits = cap;
   }
-  p->waits[p->nwaits++] = id;
+  /* A child keeps the loop alive only while a task waits for it (see
+  ** lproc_spawn). */
+  if (p->nwaits++ == 0) uv_ref((uv_handle_t *)&p->h);
+  p->waits[p->nwaits - 1] = id;
   lua_settop(L, 2);
   return 1;
 }
@@ -366,6 +377,7 @@ static int lproc_terminate(lua_State *L) {
   for (int i = 0; i < p->nwaits; i++) {
     if (p->waits[i] == id) {
       p->waits[i] = p->waits[--p->nwaits];
+      if (p->nwaits == 0) uv_unref((uv_handle_t *)&p->h);
       break;
     }
   }
@@ -409,17 +421,48 @@ static int lproc__tostring(lua_State *L) {
   return 1;
 }
 
-/* The runtime is going: children still running get SIGTERM and their
-** handles are closed (init reaps them once this process is gone). */
+/*
+** The runtime is going: children still running are ended and reaped here.
+** libuv reaps a child only in its exit callback, which no loop turn runs
+** once the handle is closed, so closing it alone left the child a zombie
+** of the host (and one ignoring SIGTERM an orphan outliving it, holding
+** the host's stdout). So: SIGTERM to all, up to FREE_GRACE_NS for them to
+** exit, SIGKILL to the rest, and waitpid for each, before the handles are
+** closed (gh-11).
+*/
 static int lprocs__gc(lua_State *L) {
   struct procs *ps = lua_touserdata(L, 1);
   ps->closed = 1;
+  for (struct proc *p = ps->head; p != NULL; p = p->next)
+    uv_process_kill(&p->h, SIGTERM);
+  uint64_t until = uv_hrtime() + FREE_GRACE_NS;
+  for (int left = 1; left;) {
+    left = 0;
+    for (struct proc *p = ps->head; p != NULL; p = p->next) {
+      if (p->reaped) continue;
+      pid_t rc = waitpid(p->h.pid, NULL, WNOHANG);
+      if (rc == 0 || (rc < 0 && errno == EINTR))
+        left++;
+      else
+        p->reaped = 1;
+    }
+    if (left && uv_hrtime() >= until) {
+      for (struct proc *p = ps->head; p != NULL; p = p->next) {
+        if (p->reaped) continue;
+        kill(p->h.pid, SIGKILL);
+        while (waitpid(p->h.pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        p->reaped = 1;
+      }
+      left = 0;
+    }
+    if (left) uv_sleep(1);
+  }
   while (ps->head != NULL) {
     struct proc *p = ps->head;
     if (p->u != NULL) p->u->p = NULL;
     p->u = NULL;
     p->nwaits = 0;
-    uv_process_kill(&p->h, SIGTERM);
     proc_close(p);
   }
   return 0;

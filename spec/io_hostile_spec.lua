@@ -42,6 +42,13 @@ local function pair()
   return srv, c, accepted:join()
 end
 
+-- exists(pid): the process is there (running or a zombie).
+local function exists(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if f then f:close() end
+  return f ~= nil
+end
+
 -- script(code) -> output, status of the weft command running code.
 local function script(code)
   local path = os.tmpname()
@@ -280,6 +287,27 @@ describe("gh-11 hostile: UDP and DNS", function()
 end)
 
 describe("gh-11 hostile: processes", function()
+  it("gh-11: a running child nobody waits for does not hide a deadlock, " ..
+    "and is ended at exit", task(function()
+      local t0 = weft.now()
+      local out, status = script [[
+        local weft = require "weft"
+        local p = assert(weft.process.spawn { "sleep", args = { "30" } })
+        io.stdout:write("pid ", p:pid(), "\n")
+        io.stdout:flush()
+        weft.chan():recv()
+      ]]
+      assert.matches("deadlock", out)
+      assert.equal(1, status)
+      assert.is_true(weft.now() - t0 < 10, "the deadlock waited for the child")
+      local pid = out:match("pid (%d+)")
+      for _ = 1, 300 do
+        if not exists(pid) then break end
+        weft.sleep(0.01)
+      end
+      assert.is_false(exists(pid))
+    end))
+
   it("gh-11: a task waiting for a child is no deadlock", task(function()
       local out, status = script [[
         local weft = require "weft"

@@ -10,6 +10,12 @@
 #include <string.h>
 #include <uv.h>
 
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "weft.h"
 
 static int failures;
@@ -745,6 +751,48 @@ static void test_shutdown(void) {
   weft_free(rt);
 }
 
+/* Step rt until global `name` is set (at most ~2 s); 1 if it was. */
+static int step_until(weft_runtime *rt, const char *name) {
+  for (int i = 0; i < 2000; i++) {
+    lua_State *L = weft_lua(rt);
+    lua_getglobal(L, name);
+    int set = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (set) return 1;
+    weft_step(rt, 1.0);
+    uv_sleep(1);
+  }
+  return 0;
+}
+
+/* gh-11: weft_free with children running, one of them ignoring SIGTERM:
+** each is ended and reaped before weft_free returns, leaving neither a
+** zombie in the host nor an orphan that outlives it. */
+static void test_free_with_children(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(
+      weft_spawn_string(rt,
+                        "local P = weft.process\n"
+                        "local a = assert(P.spawn{'sleep', args={'30'}})\n"
+                        "local b = assert(P.spawn{'sh', args={'-c', "
+                        "'trap \"\" TERM; echo ready; exec sleep 30'}, "
+                        "stdout='pipe'})\n"
+                        "assert(b.stdout:read_line() == 'ready')\n"
+                        "pa, pb = a:pid(), b:pid()\n"
+                        "weft.chan():recv()\n",
+                        "=children"),
+      0);
+  ASSERT(step_until(rt, "pb"));
+  pid_t pa = (pid_t)global_int(rt, "pa"), pb = (pid_t)global_int(rt, "pb");
+  uint64_t t0 = uv_hrtime();
+  weft_free(rt);
+  ASSERT((uv_hrtime() - t0) < 2000000000ull);
+  /* Reaped: not even a zombie is left to signal. */
+  ASSERT_EQ(kill(pa, 0) == -1 && errno == ESRCH, 1);
+  ASSERT_EQ(kill(pb, 0) == -1 && errno == ESRCH, 1);
+}
+
 int main(void) {
   test_run_script();
   test_syntax_error();
@@ -772,6 +820,7 @@ int main(void) {
   test_step_idle_and_timeout();
   test_failure_in_step();
   test_shutdown();
+  test_free_with_children();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
     return 1;
