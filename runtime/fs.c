@@ -18,11 +18,14 @@
 
 #include "internal.h"
 
+#define FD_MT "weft.fs.fd"
+
 struct fsreq {
   uv_fs_t req;
   weft_runtime *rt;
   int id;
   int abandoned;
+  int temp;  /* open: a file this open creates, removed if abandoned */
   char *buf; /* read: the bytes; write: a copy of the data */
   size_t len;
   char what[64]; /* the operation, for error messages */
@@ -97,7 +100,17 @@ static int push_result(lua_State *L, void *ud) {
     return 1;
   }
   case UV_FS_READ: lua_pushlstring(L, r->buf, (size_t)q->result); return 1;
-  case UV_FS_OPEN:
+  case UV_FS_OPEN: {
+    /* NOTE: a box, not a number: the task this wakes may never run (the
+    ** runtime is freed first), and a bare number in its run queue entry
+    ** leaked the descriptor (gh-11). fscore.take unboxes it; a box nobody
+    ** took closes it when collected. */
+    int *box = lua_newuserdata(L, sizeof *box);
+    *box = (int)q->result;
+    luaL_getmetatable(L, FD_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+  }
   case UV_FS_WRITE: lua_pushnumber(L, (lua_Number)q->result); return 1;
   case UV_FS_MKDTEMP: lua_pushstring(L, q->path); return 1;
   case UV_FS_SCANDIR: {
@@ -116,12 +129,21 @@ static int push_result(lua_State *L, void *ud) {
 
 static void on_fs(uv_fs_t *q) {
   struct fsreq *r = q->data;
-  if (r->abandoned) {
+  /* No Lua side (the runtime is being freed and this request completed as
+  ** the loop closed): nobody will ever get the result, so it is abandoned
+  ** too, else an open that completed then leaked its descriptor (gh-11). */
+  if (r->abandoned || r->rt->ref_io_done == LUA_NOREF) {
     /* The wait is gone: a descriptor opened for it would leak. */
     if (q->fs_type == UV_FS_OPEN && q->result >= 0) {
       uv_fs_t c;
       uv_fs_close(NULL, &c, (uv_file)q->result, NULL);
       uv_fs_req_cleanup(&c);
+      /* A temporary file made for a caller who is gone: nobody else knows
+      ** its name, so it would stay (gh-11). */
+      if (r->temp) {
+        uv_fs_unlink(NULL, &c, q->path, NULL);
+        uv_fs_req_cleanup(&c);
+      }
     }
   } else {
     weft__io_complete(r->rt, r->id, push_result, r);
@@ -175,12 +197,15 @@ static int open_flags(lua_State *L, const char *mode) {
   return luaL_argerror(L, 3, "mode 'r', 'r+', 'w', 'w+', 'a', 'a+' or 'wx'");
 }
 
-/* fscore.open(id, path, mode, perm) */
+/* fscore.open(id, path, mode, perm [, temp]) -> fd box (fscore.take): temp
+** (with mode "wx") removes the file if the wait is abandoned. */
 static int lfs_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 2);
   int flags = open_flags(L, luaL_optstring(L, 3, "r")) | O_CLOEXEC;
   int perm = (int)luaL_optinteger(L, 4, 0666);
+  int temp = lua_toboolean(L, 5) && (flags & O_EXCL);
   struct fsreq *r = fsreq_new(L, "open");
+  r->temp = temp;
   return started(L, r,
                  uv_fs_open(loop_of(r), &r->req, path, flags, perm, on_fs));
 }
@@ -299,16 +324,66 @@ static int lfs_close_now(lua_State *L) {
   return 0;
 }
 
+/* fscore.take(box) -> fd: the descriptor of an open's box, once. */
+static int lfs_take(lua_State *L) {
+  int *box = luaL_checkudata(L, 1, FD_MT);
+  if (*box < 0) return luaL_error(L, "weft.fs: descriptor already taken");
+  lua_pushinteger(L, *box);
+  *box = -1;
+  return 1;
+}
+
+static int lfd__gc(lua_State *L) {
+  int *box = luaL_checkudata(L, 1, FD_MT);
+  if (*box >= 0) {
+    uv_fs_t c;
+    uv_fs_close(NULL, &c, (uv_file)*box, NULL);
+    uv_fs_req_cleanup(&c);
+    *box = -1;
+  }
+  return 0;
+}
+
+static int lfd__tostring(lua_State *L) {
+  int *box = luaL_checkudata(L, 1, FD_MT);
+  if (*box < 0)
+    lua_pushfstring(L, FD_MT ": %p (taken)", (void *)box);
+  else
+    lua_pushfstring(L, FD_MT ": %p (%d)", (void *)box, *box);
+  return 1;
+}
+
 int weft__open_fscore(lua_State *L) {
+  static const luaL_Reg meta[] = {
+      {"__gc", lfd__gc},
+      {"__close", lfd__gc},
+      {"__tostring", lfd__tostring},
+      {NULL, NULL},
+  };
+  if (luaL_newmetatable(L, FD_MT)) {
+    luaL_register(L, NULL, meta);
+    lua_pushliteral(L, FD_MT);
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
   static const luaL_Reg funcs[] = {
-      {"stat", lfs_stat},           {"fstat", lfs_fstat},
-      {"open", lfs_open},           {"close", lfs_close},
-      {"read", lfs_read},           {"write", lfs_write},
-      {"fsync", lfs_fsync},         {"rename", lfs_rename},
-      {"unlink", lfs_unlink},       {"rmdir", lfs_rmdir},
-      {"mkdir", lfs_mkdir},         {"scandir", lfs_scandir},
-      {"mkdtemp", lfs_mkdtemp},     {"cancel", lfs_cancel},
-      {"close_now", lfs_close_now}, {NULL, NULL},
+      {"stat", lfs_stat},
+      {"fstat", lfs_fstat},
+      {"open", lfs_open},
+      {"close", lfs_close},
+      {"read", lfs_read},
+      {"write", lfs_write},
+      {"fsync", lfs_fsync},
+      {"rename", lfs_rename},
+      {"unlink", lfs_unlink},
+      {"rmdir", lfs_rmdir},
+      {"mkdir", lfs_mkdir},
+      {"scandir", lfs_scandir},
+      {"mkdtemp", lfs_mkdtemp},
+      {"cancel", lfs_cancel},
+      {"close_now", lfs_close_now},
+      {"take", lfs_take},
+      {NULL, NULL},
   };
   lua_newtable(L);
   luaL_register(L, NULL, funcs);

@@ -392,6 +392,29 @@ describe("gh-11 hostile: signals, stdin, files, virtual time", function()
       end
     end))
 
+  it("gh-11: write_file cancelled at any point leaves no temporary file",
+    spec(function()
+      local dir = assert(weft.fs.tmpdir())
+      for i = 1, 40 do
+        local ctx, cancel = weft.with_cancel(weft.context())
+        local t = weft.go(function()
+          return weft.fs.write_file(dir .. "/f", ("d"):rep(i * 1000), ctx)
+        end)
+        -- Cancel at a different point each time: 0 to 3 yields later.
+        weft.go(function()
+          for _ = 1, i % 4 do weft.sleep(0) end
+          cancel()
+        end)
+        t:join()
+      end
+      weft.sleep(0.05) -- abandoned opens complete on the pool
+      for _, name in ipairs(assert(weft.fs.readdir(dir))) do
+        assert.equal("f", name)
+        assert(weft.fs.remove(dir .. "/" .. name))
+      end
+      assert(weft.fs.remove(dir))
+    end))
+
   it("gh-11: virtual time does not jump while a read is pending",
     spec(function()
       local ok, err = weft.virtual_time(function()

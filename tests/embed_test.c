@@ -751,6 +751,17 @@ static void test_shutdown(void) {
   weft_free(rt);
 }
 
+/* How many descriptors this process has open. */
+static int count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  int n = 0;
+  if (d == NULL) return -1;
+  while (readdir(d) != NULL)
+    n++;
+  closedir(d);
+  return n;
+}
+
 /* Step rt until global `name` is set (at most ~2 s); 1 if it was. */
 static int step_until(weft_runtime *rt, const char *name) {
   for (int i = 0; i < 2000; i++) {
@@ -793,6 +804,40 @@ static void test_free_with_children(void) {
   ASSERT_EQ(kill(pb, 0) == -1 && errno == ESRCH, 1);
 }
 
+/* gh-11: weft_free with I/O in flight (an open and a read on the fs pool,
+** a pending connect, a server in accept, a conn reading): nothing is
+** delivered to the closed state (ASan), and no descriptor is left open,
+** not even one whose open completed while the loop was closing. */
+static void test_free_with_io(void) {
+  int before = count_fds();
+  for (int round = 0; round < 20; round++) {
+    weft_runtime *rt = weft_new(NULL);
+    ASSERT(rt != NULL);
+    ASSERT_EQ(weft_spawn_string(
+                  rt,
+                  "local srv = assert(weft.tcp.listen('127.0.0.1', 0))\n"
+                  "weft.go(function() srv:accept() end)\n"
+                  "weft.go(function()\n"
+                  "  local c = weft.tcp.connect('127.0.0.1', srv:port())\n"
+                  "  if c then c:read() end\n"
+                  "end)\n"
+                  "for i = 1, 8 do\n"
+                  "  weft.go(function() weft.fs.open('/proc/self/stat') end)\n"
+                  "end\n"
+                  "weft.go(function()\n"
+                  "  local f = weft.fs.open('/proc/self/stat')\n"
+                  "  if f then f:read(100) end\n"
+                  "end)\n"
+                  "weft.chan():recv()\n",
+                  "=inflight"),
+              0);
+    for (int i = 0; i < round % 4; i++)
+      weft_step(rt, 1.0);
+    weft_free(rt);
+  }
+  ASSERT_EQ(count_fds(), before);
+}
+
 int main(void) {
   test_run_script();
   test_syntax_error();
@@ -821,6 +866,7 @@ int main(void) {
   test_failure_in_step();
   test_shutdown();
   test_free_with_children();
+  test_free_with_io();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
     return 1;

@@ -8,7 +8,7 @@ local io = require "weft.io"
 local errors = require "weft.errors"
 local fscore = require "weft.fscore"
 
-local call, cancel = io.call, fscore.cancel
+local call, cancel, take = io.call, fscore.cancel, fscore.take
 local type, format, setmetatable, getmetatable = type, string.format,
   setmetatable, getmetatable
 local concat = table.concat
@@ -62,6 +62,7 @@ function M.read_file(path, ctx)
   local fd, err = call(ctx, "weft.fs.read_file", fscore.open, cancel, path,
     "r")
   if not fd then return nil, err end
+  fd = take(fd)
   local st
   st, err = call(ctx, "weft.fs.read_file", fscore.fstat, cancel, fd)
   local data
@@ -96,8 +97,10 @@ function M.write_file(path, data, ctx)
   tmp_seq = tmp_seq + 1
   local tmp = format("%s.tmp-%d-%d", path, os.time(), tmp_seq)
   local fname = "weft.fs.write_file"
-  local fd, err = call(ctx, fname, fscore.open, cancel, tmp, "wx", 438)
+  -- temp: an open abandoned by a cancel removes the file it made.
+  local fd, err = call(ctx, fname, fscore.open, cancel, tmp, "wx", 438, true)
   if not fd then return nil, err end
+  fd = take(fd)
   local ok
   ok, err = write_all(fd, data, ctx, fname)
   if ok then ok, err = call(ctx, fname, fscore.fsync, cancel, fd) end
@@ -139,6 +142,7 @@ function M.open(path, mode, ctx)
   ctx = ctxarg(ctx, 3, "open")
   local fd, err = call(ctx, "weft.fs.open", fscore.open, cancel, path, mode)
   if not fd then return nil, err end
+  fd = take(fd)
   local f = setmetatable({ fd = fd, pos = 0, path = path,
     append = mode:sub(1, 1) == "a" }, FileMT)
   -- A file nobody closed is closed when collected (at once: __gc cannot
