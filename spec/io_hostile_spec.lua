@@ -433,3 +433,26 @@ describe("gh-11 hostile: signals, stdin, files, virtual time", function()
       assert.is_true(ok, tostring(err))
     end))
 end)
+
+describe("gh-11 hostile: names", function()
+  it("gh-11: a name with no IPv4 or IPv6 address fails connect and " ..
+    "resolve with an error, not nil, nil", H.task(function()
+      local dnscore = require "weft.dnscore"
+      local S = require "weft.sched"
+      local orig = dnscore.resolve
+      -- The resolver answers with an empty list (only other families).
+      dnscore.resolve = function(id)
+        weft.go(function() S.R.io_done(id, {}) end)
+        return true
+      end
+      local c, err = weft.tcp.connect("only-other-families.invalid", 80)
+      local list, rerr = weft.dns.resolve("only-other-families.invalid")
+      dnscore.resolve = orig
+      assert.is_nil(c)
+      assert.equal("EAI_NODATA", err.kind)
+      assert.matches("resolve only%-other%-families%.invalid: no IPv4 or " ..
+        "IPv6 address", err.message)
+      assert.is_nil(list)
+      assert.equal("EAI_NODATA", rerr.kind)
+    end))
+end)

@@ -48,7 +48,15 @@ end
 
 local function resolve(host, ctx)
   if dnscore.numeric(host) then return { host } end
-  return call(ctx, "weft.dns.resolve", dnscore.resolve, dnscore.cancel, host)
+  local list, err = call(ctx, "weft.dns.resolve", dnscore.resolve,
+    dnscore.cancel, host)
+  if list and #list == 0 then
+    -- Only addresses of other families: as no address at all, so that
+    -- connect and listen fail with an error rather than nil, nil.
+    return nil, ioerror({ code = "EAI_NODATA", what = "resolve " .. host,
+      text = "no IPv4 or IPv6 address" })
+  end
+  return list, err
 end
 
 -- weft.dns.resolve(host [, ctx]) -> list of addresses | nil, err
