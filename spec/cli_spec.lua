@@ -5,13 +5,7 @@ local task = H.task
 
 local weft_bin = H.weft_bin
 
-local function script(text)
-  local path = os.tmpname() .. ".lua"
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+local script = H.script
 
 -- run(args) -> combined stdout and stderr, exit status
 local function run(args)

@@ -1,23 +1,9 @@
 -- weft.fs: files on libuv's fs requests (runtime/fs.c, lua/weft/fs.lua).
 local weft = require "weft"
 local H = require "spec.helper"
-local task = H.task
 local fs = weft.fs
 
-local nfds = H.nfds
-
--- spec(fn): a task that also fails if it leaves a descriptor open.
-local function spec(fn)
-  return task(function()
-    collectgarbage() -- a file an earlier spec dropped closes now, not later
-    collectgarbage()
-    local before = nfds()
-    fn()
-    collectgarbage()
-    collectgarbage()
-    assert.equal(before, nfds(), "file descriptors left open")
-  end)
-end
+local spec = H.io_task -- no descriptor, task or child left behind
 
 local dir
 before_each(function() dir = nil end)

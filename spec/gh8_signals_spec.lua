@@ -5,13 +5,7 @@
 local H = require "spec.helper"
 local task = H.task
 
-local function script(text)
-  local path = os.tmpname() .. ".lua"
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  return path
-end
+local script = H.script
 
 local function slurp(path)
   local f = io.open(path)

@@ -5,13 +5,7 @@ local weft = require "weft"
 local H = require "spec.helper"
 local task, vtask = H.task, H.vtask
 
-local function script(src)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(src)
-  f:close()
-  return path
-end
+local script = H.script
 
 describe("gh-9: messages", function()
   it("gh-9: the innermost frame of a runtime error keeps its line",

@@ -80,17 +80,47 @@ function H.zombies()
   return n
 end
 
--- H.zombies() -> how many children of this process are zombies (state Z
--- in /proc/<pid>/stat): process specs check that every child was reaped.
-function H.zombies()
-  local me, n = H.pid(), 0
-  local p = io.popen("cat /proc/[0-9]*/stat 2>/dev/null")
-  for line in p:lines() do
-    local state, ppid = line:match("^%d+ %b() (%u) (%d+)")
-    if state == "Z" and ppid == me then n = n + 1 end
-  end
-  p:close()
-  return n
+-- Descriptors libuv opens once and keeps: the spare one of the first
+-- listen (its answer to EMFILE), the SIGCHLD and signal pipes. Opened
+-- before counting, once per process.
+local warm = false
+local function warm_up()
+  if warm then return end
+  warm = true
+  assert(weft.tcp.listen("127.0.0.1", 0)):close()
+  assert(weft.process.run { "true" })
+  local _, stop = weft.signal.notify("SIGURG")
+  stop()
+end
+
+-- H.io_task(fn) -> as H.task, and it fails if fn leaves a descriptor open,
+-- a task behind or a child unreaped: every I/O spec ends clean.
+function H.io_task(fn)
+  return H.task(function()
+    warm_up()
+    collectgarbage() -- what an earlier spec dropped closes now, not later
+    collectgarbage()
+    weft.sleep(0.01)
+    local before, ntasks = H.nfds(), #weft.tasks()
+    fn()
+    collectgarbage()
+    collectgarbage()
+    weft.sleep(0.01) -- close callbacks run on a later loop turn
+    -- luassert: busted puts its assert in spec files, not in modules.
+    local check = require "luassert"
+    check.equal(before, H.nfds(), "file descriptors left open")
+    check.equal(ntasks, #weft.tasks(), "tasks left behind")
+    check.equal(0, H.zombies(), "a child left a zombie")
+  end)
+end
+
+-- H.script(text) -> the path of a new temporary Lua file holding text.
+function H.script(text)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
 end
 
 -- H.luajit(code) -> output, status: run code in a stock luajit that finds

@@ -7,33 +7,7 @@ local H = require "spec.helper"
 local tcp, udp, P = weft.tcp, weft.udp, weft.process
 local task = H.task
 
-local warm = false
--- spec(fn): a task that also fails if it leaves a descriptor open, a task
--- behind or a child unreaped.
-local function spec(fn)
-  return H.task(function()
-    if not warm then
-      -- Descriptors libuv opens once and keeps: the spare one of the first
-      -- listen, the SIGCHLD and signal pipes.
-      assert(tcp.listen("127.0.0.1", 0)):close()
-      assert(P.run { "true" })
-      local _, stop = weft.signal.notify("SIGURG")
-      stop()
-      warm = true
-    end
-    collectgarbage()
-    collectgarbage()
-    weft.sleep(0.01)
-    local before, ntasks = H.nfds(), #weft.tasks()
-    fn()
-    collectgarbage()
-    collectgarbage()
-    weft.sleep(0.01) -- close callbacks run on a later loop turn
-    assert.equal(before, H.nfds(), "file descriptors left open")
-    assert.equal(ntasks, #weft.tasks(), "tasks left behind")
-    assert.equal(0, H.zombies(), "a child left a zombie")
-  end)
-end
+local spec = H.io_task -- no descriptor, task or child left behind
 
 local function pair()
   local srv = assert(tcp.listen("127.0.0.1", 0))

@@ -3,26 +3,7 @@ local weft = require "weft"
 local H = require "spec.helper"
 local P = weft.process
 
--- spec(fn): a task that also fails if it leaves a descriptor open or a
--- child unreaped.
-local warm = false
-local function spec(fn)
-  return H.task(function()
-    -- The loop's first child opens libuv's SIGCHLD pipe, for good.
-    if not warm then
-      assert(P.run { "true" })
-      warm = true
-    end
-    collectgarbage()
-    collectgarbage()
-    local before = H.nfds()
-    fn()
-    collectgarbage()
-    collectgarbage()
-    assert.equal(before, H.nfds(), "file descriptors left open")
-    assert.equal(0, H.zombies(), "a child left a zombie")
-  end)
-end
+local spec = H.io_task -- no descriptor, task or child left behind
 
 -- gone(pid): wait (bounded) until pid no longer exists, reaped.
 local function gone(pid)

@@ -3,23 +3,7 @@ local weft = require "weft"
 local H = require "spec.helper"
 local P = weft.process
 
-local warm = false
-local function spec(fn)
-  return H.task(function()
-    if not warm then -- the loop's first child and signal open pipes
-      assert(P.run { "true" })
-      local _, stop = weft.signal.notify("SIGUSR2")
-      stop()
-      warm = true
-    end
-    collectgarbage()
-    local before = H.nfds()
-    fn()
-    collectgarbage()
-    assert.equal(before, H.nfds(), "file descriptors left open")
-    assert.equal(0, H.zombies(), "a child left a zombie")
-  end)
-end
+local spec = H.io_task -- no descriptor, task or child left behind
 
 -- kill(sig): a child sends sig to this process.
 local function kill(sig)

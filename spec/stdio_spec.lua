@@ -3,16 +3,7 @@
 local weft = require "weft"
 local H = require "spec.helper"
 
-local function spec(fn)
-  return H.task(function()
-    collectgarbage()
-    local before = H.nfds()
-    fn()
-    collectgarbage()
-    assert.equal(before, H.nfds(), "file descriptors left open")
-    assert.equal(0, H.zombies(), "a child left a zombie")
-  end)
-end
+local spec = H.io_task -- no descriptor, task or child left behind
 
 local function weft_e(code)
   return H.weft_bin .. " -e '" .. code .. "'"

@@ -5,31 +5,7 @@ local H = require "spec.helper"
 local task = H.task
 local tcp = weft.tcp
 
-local nfds = H.nfds
-
--- spec(fn): a task that also fails if it leaves a descriptor open or a
--- task behind.
-local warm = false
-local function spec(fn)
-  return task(function()
-    if not warm then
-      -- The loop opens a spare descriptor at its first listen and keeps it
-      -- (libuv's answer to EMFILE): open it before counting.
-      assert(tcp.listen("127.0.0.1", 0)):close()
-      warm = true
-    end
-    collectgarbage()
-    collectgarbage()
-    weft.sleep(0.01)
-    local before, ntasks = nfds(), #weft.tasks()
-    fn()
-    collectgarbage()
-    collectgarbage()
-    weft.sleep(0.01) -- close callbacks run on a later loop turn
-    assert.equal(before, nfds(), "file descriptors left open")
-    assert.equal(ntasks, #weft.tasks(), "tasks left behind")
-  end)
-end
+local spec = H.io_task -- no descriptor, task or child left behind
 
 -- A listening server and a conn connected to it: server, client, server
 -- side of the conn.

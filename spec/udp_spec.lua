@@ -1,27 +1,9 @@
 -- weft.udp on loopback (runtime/udp.c, lua/weft/net.lua). gh-11.
 local weft = require "weft"
 local H = require "spec.helper"
-local task = H.task
 local udp = weft.udp
 
-local nfds = H.nfds
-
--- spec(fn): a task that also fails if it leaves a descriptor open or a
--- task behind.
-local function spec(fn)
-  return task(function()
-    collectgarbage()
-    collectgarbage()
-    weft.sleep(0.01)
-    local before, ntasks = nfds(), #weft.tasks()
-    fn()
-    collectgarbage()
-    collectgarbage()
-    weft.sleep(0.01) -- close callbacks run on a later loop turn
-    assert.equal(before, nfds(), "file descriptors left open")
-    assert.equal(ntasks, #weft.tasks(), "tasks left behind")
-  end)
-end
+local spec = H.io_task -- no descriptor, task or child left behind
 
 describe("weft.udp", function()
   it("gh-11: a datagram goes there and back", spec(function()
