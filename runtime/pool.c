@@ -125,7 +125,7 @@ static int lworker_canceled(lua_State *L) {
 static const char worker_setup[] =
     "local worker, path, cpath, version = ...\n"
     "package.path, package.cpath = path, cpath\n"
-    "local stub = setmetatable({ worker = worker, _VERSION = version }, {\n"
+    "local wweft = setmetatable({ worker = worker, _VERSION = version }, {\n"
     "  __index = function(_, k)\n"
     "    return function()\n"
     "      error('weft.' .. tostring(k) .. ': not available on a worker '\n"
@@ -133,8 +133,8 @@ static const char worker_setup[] =
     "        .. 'returns its results instead)', 2)\n"
     "    end\n"
     "  end })\n"
-    "package.loaded.weft, package.loaded['weft.worker'] = stub, worker\n"
-    "weft = stub\n";
+    "package.loaded.weft, package.loaded['weft.worker'] = wweft, worker\n"
+    "weft = wweft\n";
 
 static lua_State *worker_state(struct weft__worker *w, const char *path,
                                const char *cpath) {

@@ -45,6 +45,22 @@ static int load(lua_State *L) {
   return 1;
 }
 
+/* The C modules the Lua side wraps: the scheduler's yield (wait.c), the
+** worker pool and its copies (pool.c, copy.c), and the I/O cores. */
+static const luaL_Reg cmodules[] = {
+    {"weft.wait", weft__open_wait},
+    {"weft.copy", weft__open_copy},
+    {"weft.pool", weft__open_pool},
+    {"weft.iocore", weft__open_iocore},
+    {"weft.fscore", weft__open_fscore},
+    {"weft.streamcore", weft__open_streamcore},
+    {"weft.tcpcore", weft__open_tcpcore},
+    {"weft.udpcore", weft__open_udpcore},
+    {"weft.dnscore", weft__open_dnscore},
+    {"weft.proccore", weft__open_proccore},
+    {"weft.sigcore", weft__open_sigcore},
+};
+
 void weft__preload(lua_State *L) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
@@ -53,28 +69,9 @@ void weft__preload(lua_State *L) {
     lua_pushcclosure(L, load, 1);
     lua_setfield(L, -2, modules[i].name);
   }
-  /* The C part of the scheduler: see wait.c. */
-  lua_pushcfunction(L, weft__open_wait);
-  lua_setfield(L, -2, "weft.wait");
-  lua_pushcfunction(L, weft__open_copy);
-  lua_setfield(L, -2, "weft.copy");
-  lua_pushcfunction(L, weft__open_pool);
-  lua_setfield(L, -2, "weft.pool");
-  lua_pushcfunction(L, weft__open_iocore);
-  lua_setfield(L, -2, "weft.iocore");
-  lua_pushcfunction(L, weft__open_fscore);
-  lua_setfield(L, -2, "weft.fscore");
-  lua_pushcfunction(L, weft__open_streamcore);
-  lua_setfield(L, -2, "weft.streamcore");
-  lua_pushcfunction(L, weft__open_tcpcore);
-  lua_setfield(L, -2, "weft.tcpcore");
-  lua_pushcfunction(L, weft__open_udpcore);
-  lua_setfield(L, -2, "weft.udpcore");
-  lua_pushcfunction(L, weft__open_dnscore);
-  lua_setfield(L, -2, "weft.dnscore");
-  lua_pushcfunction(L, weft__open_proccore);
-  lua_setfield(L, -2, "weft.proccore");
-  lua_pushcfunction(L, weft__open_sigcore);
-  lua_setfield(L, -2, "weft.sigcore");
+  for (size_t i = 0; i < sizeof cmodules / sizeof cmodules[0]; i++) {
+    lua_pushcfunction(L, cmodules[i].func);
+    lua_setfield(L, -2, cmodules[i].name);
+  }
   lua_pop(L, 2);
 }

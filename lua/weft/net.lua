@@ -185,21 +185,32 @@ function Server.sock(v)
   return addr_result(tcpcore.server_addr(check_server(v, "sock")))
 end
 
--- server:close() -> true; a task waiting in accept gets nil, err.
-function Server.close(v)
-  S.checkmt(v, ServerMT, 1, "close")
-  local h = v.h
-  if h == nil then return true end
-  v.addr = tostring(h):match(": (%S+)")
-  v.h = nil
-  wake_closed("server", tcpcore.server_close(h))
-  return true
+-- closer(MT, what, close) -> the close method of a server or a sock:
+-- idempotent; a task waiting on it gets nil, err (kind "closed"); it keeps
+-- its address for __tostring.
+local function closer(MT, what, close)
+  return function(v)
+    S.checkmt(v, MT, 1, "close")
+    local h = v.h
+    if h == nil then return true end
+    v.addr = tostring(h):match(": (%S+)")
+    v.h = nil
+    wake_closed(what, close(h))
+    return true
+  end
 end
 
-function ServerMT.__tostring(v)
-  if v.h then return tostring(v.h) end
-  return format("weft.tcp.server: %s (closed)", v.addr or "?")
+-- describer(name) -> __tostring: the handle's while open, then the address.
+local function describer(name)
+  return function(v)
+    if v.h then return tostring(v.h) end
+    return format("%s: %s (closed)", name, v.addr or "?")
+  end
 end
+
+-- server:close() -> true; a task waiting in accept gets nil, err.
+Server.close = closer(ServerMT, "server", tcpcore.server_close)
+ServerMT.__tostring = describer("weft.tcp.server")
 
 --[[ UDP ]]
 
@@ -264,19 +275,7 @@ function Sock.sock(u)
 end
 
 -- sock:close() -> true; idempotent.
-function Sock.close(u)
-  S.checkmt(u, SockMT, 1, "close")
-  local h = u.h
-  if h == nil then return true end
-  u.addr = tostring(h):match(": (%S+)")
-  u.h = nil
-  wake_closed("sock", udpcore.close(h))
-  return true
-end
-
-function SockMT.__tostring(u)
-  if u.h then return tostring(u.h) end
-  return format("weft.udp.sock: %s (closed)", u.addr or "?")
-end
+Sock.close = closer(SockMT, "sock", udpcore.close)
+SockMT.__tostring = describer("weft.udp.sock")
 
 return { tcp = tcp, udp = udp, dns = dns }
