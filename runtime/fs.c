@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -28,6 +29,7 @@ struct fsreq {
   int temp;  /* open: a file this open creates, removed if abandoned */
   char *buf; /* read: the bytes; write: a copy of the data */
   size_t len;
+  int mapped; /* buf is an anonymous mapping of len bytes (read_buf) */
   char what[64]; /* the operation, for error messages */
 };
 
@@ -43,8 +45,39 @@ static struct fsreq *fsreq_new(lua_State *L, const char *what) {
 
 static void fsreq_free(struct fsreq *r) {
   uv_fs_req_cleanup(&r->req);
-  free(r->buf);
+  if (r->mapped)
+    munmap(r->buf, r->len);
+  else
+    free(r->buf);
   free(r);
+}
+
+/* Reads at least this long get a mapping of their own (read_buf). */
+#define MAP_MIN (2u << 20)
+
+/*
+** The buffer a read of len bytes lands in, before lua_pushlstring copies it
+** into the string (LuaJIT's API has no way to fill a string in place, so
+** that second copy stays). A large one is an anonymous mapping asking for
+** huge pages: the read faults in 2 MiB pages instead of 4 KiB ones, and
+** page faults on fresh memory were most of read_file's time (bench/
+** README.md). Without transparent huge pages it is an ordinary mapping.
+*/
+static int read_buf(struct fsreq *r, size_t len) {
+  r->len = len;
+  if (len >= MAP_MIN) {
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return -1;
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE); /* NOTE: a hint; failure is harmless. */
+#endif
+    r->buf = p;
+    r->mapped = 1;
+    return 0;
+  }
+  r->buf = malloc(len > 0 ? len : 1);
+  return r->buf != NULL ? 0 : -1;
 }
 
 /* The error of a failed request: "OPERATION PATH: text". */
@@ -225,9 +258,7 @@ static int lfs_read(lua_State *L) {
   if (!(len >= 0 && len <= 0x7fffffff))
     return luaL_argerror(L, 3, "length from 0 to 2^31-1 expected");
   struct fsreq *r = fsreq_new(L, "read");
-  r->len = (size_t)len;
-  r->buf = malloc(r->len > 0 ? r->len : 1);
-  if (r->buf == NULL) {
+  if (read_buf(r, (size_t)len) != 0) {
     fsreq_free(r);
     return luaL_error(L, "weft.fs: out of memory");
   }
