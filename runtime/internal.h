@@ -162,6 +162,9 @@ struct weft__stream {
   int werr;      /* the first failed write: later writes fail with it */
   int reading;   /* uv_read_start is on */
   int read_id, write_id, shut_id, conn_id; /* waiting operations, or 0 */
+  int held;              /* registry ref of the strings queued writes point
+                         ** into (stream.c), or LUA_NOREF */
+  unsigned hfirst, hlast; /* held[hfirst + 1 .. hlast], oldest first */
   uv_connect_t connect;                     /* tcp.c's connect request */
   int fd;        /* stdio: whose flags to restore once closed, else -1 */
   int fd_flags;

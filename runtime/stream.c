@@ -29,11 +29,12 @@
 #include "internal.h"
 
 #define STREAM_MT "weft.stream"
-#define HWM (1u << 20)      /* read-ahead and write queue high-water mark */
-#define LINE_MAX_LEN HWM    /* a longer line is an error, not a buffer */
+#define HWM (1u << 20)   /* read-ahead and write queue high-water mark */
+#define LINE_MAX_LEN HWM /* a longer line is an error, not a buffer */
 #define READ_CHUNK 65536
+#define WRITE_REF_MIN 16384 /* a queued write this long holds its string */
 
-enum { MODE_ANY, MODE_LINE, MODE_EXACT };
+enum { MODE_ANY, MODE_LINE, MODE_EXACT, MODE_READY };
 
 static void on_close(uv_handle_t *h) {
   struct weft__stream *s = h->data;
@@ -46,6 +47,9 @@ static void on_close(uv_handle_t *h) {
 void weft__stream_close(struct weft__stream *s) {
   if (s->box != NULL) *s->box = NULL;
   s->box = NULL;
+  /* libuv writes nothing after uv_close: the held strings may go. */
+  if (s->held != LUA_NOREF) luaL_unref(s->rt->L, LUA_REGISTRYINDEX, s->held);
+  s->held = LUA_NOREF;
   s->read_id = s->write_id = s->shut_id = s->conn_id = 0;
   if (!uv_is_closing(&s->h.handle)) uv_close(&s->h.handle, on_close);
 }
@@ -102,6 +106,7 @@ struct weft__stream *weft__stream_new(lua_State *L, const char *kind) {
   s->kind = kind;
   s->box = box;
   s->fd = -1;
+  s->held = LUA_NOREF;
   s->h.handle.data = s;
   *box = s;
   return s;
@@ -149,7 +154,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
     }
     if (s->cap - s->off - s->len < READ_CHUNK) {
       size_t cap = s->cap ? s->cap * 2 : READ_CHUNK;
-      while (cap - s->off - s->len < READ_CHUNK) cap *= 2;
+      while (cap - s->off - s->len < READ_CHUNK)
+        cap *= 2;
       char *p = realloc(s->buf, cap);
       if (p == NULL) { /* libuv reports UV_ENOBUFS to on_read */
         *b = uv_buf_init(NULL, 0);
@@ -176,20 +182,25 @@ static const char *find_nl(struct weft__stream *s) {
 static int is_ready(struct weft__stream *s, int mode, size_t n) {
   if (s->status != 0) return 1;
   switch (mode) {
-  case MODE_ANY: return s->len > 0;
+  case MODE_ANY:
+  case MODE_READY: return s->len > 0;
   case MODE_EXACT: return s->len >= n;
   default: return find_nl(s) != NULL || s->len > LINE_MAX_LEN;
   }
 }
 
-static void consume(lua_State *L, struct weft__stream *s, size_t k,
-                    size_t skip) {
-  lua_pushlstring(L, s->buf + s->off, k);
-  k += skip;
+/* Drop the first k buffered bytes. */
+static void drop(struct weft__stream *s, size_t k) {
   s->off += k;
   s->len -= k;
   s->scan = s->scan > k ? s->scan - k : 0;
   if (s->len == 0) s->off = 0;
+}
+
+static void consume(lua_State *L, struct weft__stream *s, size_t k,
+                    size_t skip) {
+  lua_pushlstring(L, s->buf + s->off, k);
+  drop(s, k + skip);
 }
 
 static int push_read_error(lua_State *L, struct weft__stream *s, int code,
@@ -206,6 +217,12 @@ static int push_read_error(lua_State *L, struct weft__stream *s, int code,
 */
 static int take(lua_State *L, struct weft__stream *s, int mode, size_t n) {
   switch (mode) {
+  case MODE_READY: /* read_into's wait: take_into reads what came */
+    if (s->len > 0 || s->status != 0) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    return 0;
   case MODE_ANY:
     if (s->len > 0) {
       consume(L, s, s->len < n ? s->len : n, 0);
@@ -241,8 +258,7 @@ static int take(lua_State *L, struct weft__stream *s, int mode, size_t n) {
 
 /* Stop reading when reading is over or nobody waits and HWM is held. */
 static void flow(struct weft__stream *s) {
-  if (s->reading &&
-      (s->status != 0 || (s->read_id == 0 && s->len >= HWM))) {
+  if (s->reading && (s->status != 0 || (s->read_id == 0 && s->len >= HWM))) {
     uv_read_stop(&s->h.stream);
     s->reading = 0;
   }
@@ -276,10 +292,40 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
 ** Writing and shutting down
 **=======================================================================*/
 
+/*
+** A queued write. A short one copies its bytes into data; a long one
+** points into its Lua string instead, which s->held keeps alive until
+** on_write (writes complete in queue order, so held is a FIFO), as Go
+** keeps the writer's []byte: a bulk sender then copies nothing.
+*/
 struct wreq {
   uv_write_t req;
+  int held;
   char data[];
 };
+
+/* Keep the string at idx alive for a write queued now. */
+static int hold(lua_State *L, struct weft__stream *s, int idx) {
+  if (s->held == LUA_NOREF) {
+    lua_newtable(L);
+    s->held = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (s->held == LUA_REFNIL) return UV_ENOMEM;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->held);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, (int)++s->hlast);
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Let go of the oldest held string (its write is over or never queued). */
+static void unhold(lua_State *L, struct weft__stream *s) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->held);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, (int)++s->hfirst);
+  lua_pop(L, 1);
+  if (s->hfirst == s->hlast) s->hfirst = s->hlast = 0;
+}
 
 static int push_true(lua_State *L, void *ud) {
   (void)ud;
@@ -294,6 +340,9 @@ static int push_werr(lua_State *L, void *ud) {
 
 static void on_write(uv_write_t *req, int status) {
   struct weft__stream *s = req->handle->data;
+  /* Closed: close let go of the strings, and the Lua side may be gone. */
+  if (((struct wreq *)req)->held && s->box != NULL)
+    unhold(weft__io_state(s->rt), s);
   free(req);
   if (status < 0 && status != UV_ECANCELED && s->werr == 0) s->werr = status;
   if (s->write_id != 0 &&
@@ -331,7 +380,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 **=======================================================================*/
 
 static int checkmode(lua_State *L, int idx) {
-  static const char *const modes[] = {"any", "line", "exact", NULL};
+  static const char *const modes[] = {"any", "line", "exact", "ready", NULL};
   return luaL_checkoption(L, idx, NULL, modes);
 }
 
@@ -347,6 +396,42 @@ static int lstream_take(lua_State *L) {
   struct weft__stream *s = weft__stream_check(L, 1);
   int mode = checkmode(L, 2);
   return take(L, s, mode, checksize(L, 3));
+}
+
+/*
+** NOTE: p is the cdata a string.buffer's reserve() returns (a uint8_t *);
+** LuaJIT's lua_topointer gives the address of a cdata's payload, which for
+** a pointer holds the pointer. Only stream.lua calls this, with reserve()'s
+** result, so no other cdata reaches it.
+*/
+static char *checkptr(lua_State *L, int idx) {
+  if (lua_type(L, idx) != 10 /* LUA_TCDATA */)
+    luaL_argerror(L, idx, "cdata expected");
+  return *(char *const *)lua_topointer(L, idx);
+}
+
+/*
+** streamcore.take_into(s, ptr, n) -> k | nil, err | nothing (must wait):
+** move at most n buffered bytes to ptr, so that no Lua string is made.
+** NOTE: reading the socket straight into ptr when nothing is buffered was
+** measured slower (bench/net_ab.sh, bulk_into): the reader then drains the
+** socket in small reads, where libuv's reads fill whole chunks.
+*/
+static int lstream_take_into(lua_State *L) {
+  struct weft__stream *s = weft__stream_check(L, 1);
+  char *p = checkptr(L, 2);
+  size_t n = checksize(L, 3);
+  size_t k = s->len < n ? s->len : n;
+  if (k > 0) {
+    memcpy(p, s->buf + s->off, k);
+    drop(s, k);
+  } else if (s->status != 0) {
+    return push_read_error(L, s, s->status, "read_into");
+  } else if (n > 0) {
+    return 0;
+  }
+  lua_pushinteger(L, (lua_Integer)k);
+  return 1;
 }
 
 /* streamcore.read(id, s, mode, n) -> s: wait for take to succeed. */
@@ -404,13 +489,26 @@ static int lstream_write(lua_State *L) {
     }
   }
   if (done < n) {
-    /* A copy: the string may be collected before libuv writes it. */
-    struct wreq *w = malloc(sizeof *w + (n - done));
-    if (w == NULL) return luaL_error(L, "weft: out of memory");
-    memcpy(w->data, data + done, n - done);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)(n - done));
+    size_t rest = n - done;
+    int held = rest >= WRITE_REF_MIN;
+    struct wreq *w = malloc(sizeof *w + (held ? 0 : rest));
+    if (w == NULL || (held && hold(L, s, 2) != 0)) {
+      free(w);
+      return luaL_error(L, "weft: out of memory");
+    }
+    w->held = held;
+    /* Short: a copy, as the string may be collected before libuv writes. */
+    if (!held) memcpy(w->data, data + done, rest);
+    char *base = held ? (char *)data + done : w->data;
+    uv_buf_t b = uv_buf_init(base, (unsigned)rest);
     int rc = uv_write(&w->req, &s->h.stream, &b, 1, on_write);
     if (rc < 0) {
+      if (held) { /* the newest, not the oldest: drop it by hand */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->held);
+        lua_pushnil(L);
+        lua_rawseti(L, -2, (int)s->hlast--);
+        lua_pop(L, 1);
+      }
       free(w);
       s->werr = rc;
       return push_werr(L, s);
@@ -503,14 +601,19 @@ static int lstream_name(lua_State *L) {
 static int lstream_open_stdio(lua_State *L) {
   int fd = (int)luaL_checkinteger(L, 1);
   uv_handle_type t = uv_guess_handle(fd);
-  const char *kind = t == UV_TTY ? "tty" : t == UV_NAMED_PIPE ? "pipe"
-                     : t == UV_FILE ? "file" : t == UV_TCP ? "tcp"
-                     : "unknown";
+  const char *kind = t == UV_TTY          ? "tty"
+                     : t == UV_NAMED_PIPE ? "pipe"
+                     : t == UV_FILE       ? "file"
+                     : t == UV_TCP        ? "tcp"
+                                          : "unknown";
   lua_pushstring(L, kind);
   if (t != UV_TTY && t != UV_NAMED_PIPE) return 1;
   struct weft__stream *s = weft__stream_new(L, "weft.stdio");
-  snprintf(s->name, sizeof s->name, "%s", fd == 0 ? "stdin"
-           : fd == 1 ? "stdout" : fd == 2 ? "stderr" : "stdio");
+  snprintf(s->name, sizeof s->name, "%s",
+           fd == 0   ? "stdin"
+           : fd == 1 ? "stdout"
+           : fd == 2 ? "stderr"
+                     : "stdio");
   /* libuv makes the descriptor non-blocking; print and io.read expect it
   ** blocking again once the stream is closed (on_close restores it). */
   int flags = fcntl(fd, F_GETFL);
@@ -559,6 +662,7 @@ static int lstream__tostring(lua_State *L) {
 int weft__open_streamcore(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"take", lstream_take},
+      {"take_into", lstream_take_into},
       {"read", lstream_read},
       {"read_cancel", lstream_read_cancel},
       {"write", lstream_write},

@@ -24,12 +24,15 @@ local type, select, format, tostring, error, getmetatable, setmetatable =
 
 local take, sread, read_cancel = streamcore.take, streamcore.read,
   streamcore.read_cancel
+local take_into = streamcore.take_into
+local BufferMT = getmetatable(require("string.buffer").new())
 local swrite, drain, drain_cancel = streamcore.write, streamcore.drain,
   streamcore.drain_cancel
 
 local M = {}
 
 local MAXREAD = 0x7fffffff -- the largest read stream.c takes
+local HWM = 1048576 -- stream.c's read-ahead high-water mark
 
 -- ctxarg(ctx, argn, fname) -> ctx: an optional context argument, which
 -- blames the caller of the API function.
@@ -90,6 +93,43 @@ function M.class(name)
     -- huge max raised, blaming 'take', gh-11).
     if max and max > MAXREAD then max = MAXREAD end
     return read(h, "any", max or 65536, ctx, "conn:read")
+  end
+
+  -- conn:read_into(buf [, max] [, ctx]) -> n | nil, err: as read, but the
+  -- bytes (at most max, 64 KiB by default, 1 MiB at most at once) are
+  -- appended to buf, a LuaJIT string.buffer, and no Lua string is made
+  -- (one copy, from the C buffer into buf's memory). Returns how many.
+  function Conn.read_into(c, buf, max, ctx)
+    local h = check(c, "read_into")
+    if getmetatable(buf) ~= BufferMT then
+      S.typeerror(2, "read_into", "string.buffer", buf)
+    end
+    if getmetatable(max) == CtxMT then max, ctx = nil, max end
+    if max ~= nil and (type(max) ~= "number" or max ~= max or max < 0) then
+      S.typeerror(3, "read_into", "non-negative number", max)
+    end
+    ctx = ctxarg(ctx, 4, "read_into")
+    if max == 0 then return 0 end
+    -- More than stream.c ever buffers would only be reserved for nothing.
+    max = max and (max > HWM and HWM or max - max % 1) or 65536
+    if max == 0 then return 0 end
+    while true do
+      -- Reserve just before the call: buf may have grown while we waited.
+      local p = buf:reserve(max)
+      local k, err = take_into(h, p, max)
+      if k then
+        buf:commit(k)
+        return k
+      end
+      if err then return nil, ioerror(err) end
+      local ok
+      ok, err = call(ctx, "conn:read_into", sread, read_cancel, h, "ready", 0)
+      if not ok then return nil, err end
+      -- Closed by another task after the wake-up.
+      if c.h ~= h then
+        return nil, errors.new("closed", "conn:read_into: closed while waiting")
+      end
+    end
   end
 
   -- conn:read_line([ctx]) -> line without its "\n" (or "\r\n") | nil, err;
