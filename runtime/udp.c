@@ -6,9 +6,11 @@
 ** not fit, as UDP may), so an idle socket holds no memory of ours. A send
 ** goes straight to the kernel when it can (uv_udp_try_send) and waits for
 ** libuv's queue only when the kernel pushes back. One task at a time may
-** wait in each direction. As with streams (stream.c), closing returns the
-** waiting operations' ids to the Lua side, and the handle keeps the loop
-** alive only while a receiver waits.
+** wait to receive; any number to send, each on its own queued request
+** (once one is queued, libuv queues every later send behind it). As with
+** streams (stream.c), closing returns the waiting operations' ids to the
+** Lua side, and the handle keeps the loop alive only while a receiver
+** waits.
 */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -23,16 +25,19 @@ struct udp {
   uv_udp_t h;
   weft_runtime *rt;
   struct udp **box; /* the userdata's pointer; NULL once closed */
-  int recv_id, send_id;
-  int status;       /* the last receive's or send's failure */
-  ssize_t nread;    /* the datagram received, for push_recv */
+  int recv_id;
+  struct sendreq *sends; /* queued sends, a doubly linked list */
+  ssize_t nread;         /* the datagram received, for push_recv */
   struct sockaddr_storage from;
-  char name[80];    /* "127.0.0.1:5353", for messages */
+  char name[80]; /* "127.0.0.1:5353", for messages */
   char buf[DGRAM_MAX];
 };
 
 struct sendreq {
   uv_udp_send_t req;
+  int id;     /* the send_to waiting for it, or 0 */
+  int status; /* its outcome, for push_sent */
+  struct sendreq *prev, *next;
   char data[];
 };
 
@@ -43,7 +48,9 @@ static void on_close(uv_handle_t *h) {
 static void udp_close(struct udp *u) {
   if (u->box != NULL) *u->box = NULL;
   u->box = NULL;
-  u->recv_id = u->send_id = 0;
+  u->recv_id = 0;
+  for (struct sendreq *r = u->sends; r != NULL; r = r->next)
+    r->id = 0;
   if (!uv_is_closing((uv_handle_t *)&u->h))
     uv_close((uv_handle_t *)&u->h, on_close);
 }
@@ -88,32 +95,39 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *b,
   uv_unref((uv_handle_t *)h);
   u->nread = nread;
   if (addr != NULL) {
-    memcpy(&u->from, addr, addr->sa_family == AF_INET6
-                               ? sizeof(struct sockaddr_in6)
-                               : sizeof(struct sockaddr_in));
+    memcpy(&u->from, addr,
+           addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                       : sizeof(struct sockaddr_in));
   }
   weft__io_complete(u->rt, id, push_recv, u);
 }
 
 static int push_sent(lua_State *L, void *ud) {
-  struct udp *u = ud;
-  if (u->status < 0) {
+  struct sendreq *r = ud;
+  if (r->status < 0) {
+    struct udp *u = r->req.handle->data;
     char what[128];
     snprintf(what, sizeof what, "send_to from %s", u->name);
-    return weft__io_push_error(L, u->status, what);
+    return weft__io_push_error(L, r->status, what);
   }
   lua_pushboolean(L, 1);
   return 1;
 }
 
+/* libuv calls this for every queued send, even once the handle closes
+** (then with UV_ECANCELED, before the close callback frees u). */
 static void on_send(uv_udp_send_t *req, int status) {
+  struct sendreq *r = (struct sendreq *)req;
   struct udp *u = req->handle->data;
-  free(req);
-  if (u->send_id == 0) return;
-  int id = u->send_id;
-  u->send_id = 0;
-  u->status = status;
-  weft__io_complete(u->rt, id, push_sent, u);
+  if (r->prev != NULL) {
+    r->prev->next = r->next;
+  } else {
+    u->sends = r->next;
+  }
+  if (r->next != NULL) r->next->prev = r->prev;
+  r->status = status;
+  if (r->id != 0) weft__io_complete(u->rt, r->id, push_sent, r);
+  free(r);
 }
 
 /*{======================================================================
@@ -150,8 +164,8 @@ static int ludp_bind(lua_State *L) {
   uv_unref((uv_handle_t *)&u->h);
   struct sockaddr_storage ss;
   int rc = weft__addr_parse(ip, port, &ss);
-  snprintf(u->name, sizeof u->name, ss.ss_family == AF_INET6 ? "[%s]:%d"
-           : "%s:%d", ip, port);
+  snprintf(u->name, sizeof u->name,
+           ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
   if (rc == 0) rc = uv_udp_bind(&u->h, (struct sockaddr *)&ss, 0);
   if (rc < 0) {
     char what[128];
@@ -198,8 +212,8 @@ static int ludp_recv_cancel(lua_State *L) {
   return 0;
 }
 
-/* udpcore.send(sock, data, ip, port) -> true | false | nil, err: true
-** when the kernel took it at once, false when it is queued (wait with
+/* udpcore.send(sock, data, ip, port) -> true | req | nil, err: true when
+** the kernel took it at once, else its queued request (wait with
 ** udpcore.sent). */
 static int ludp_send(lua_State *L) {
   struct udp *u = check_udp(L, 1);
@@ -224,30 +238,40 @@ static int ludp_send(lua_State *L) {
   if (r == NULL) return luaL_error(L, "weft: out of memory");
   memcpy(r->data, data, n);
   b = uv_buf_init(r->data, (unsigned)n);
+  r->id = 0;
   rc = uv_udp_send(&r->req, &u->h, &b, 1, (struct sockaddr *)&ss, on_send);
   if (rc < 0) {
     free(r);
     return weft__io_push_error(L, rc, what);
   }
-  lua_pushboolean(L, 0);
+  r->prev = NULL;
+  r->next = u->sends;
+  if (u->sends != NULL) u->sends->prev = r;
+  u->sends = r;
+  lua_pushlightuserdata(L, r);
   return 1;
 }
 
-/* udpcore.sent(id, sock) -> sock: wait for the queued datagram. */
+/*
+** udpcore.sent(id, sock, req) -> req: wait for the queued datagram. req is
+** what udpcore.send returned just before, with no yield in between, so it
+** is still queued: on_send, which frees it, runs only in the loop, and
+** completes the wait before anything could cancel it.
+*/
 static int ludp_sent(lua_State *L) {
   int id = (int)luaL_checkinteger(L, 1);
-  struct udp *u = check_udp(L, 2);
-  if (u->send_id != 0)
-    return luaL_error(L, "another task is already sending on this sock");
-  u->send_id = id;
-  lua_settop(L, 2);
+  check_udp(L, 2);
+  luaL_checktype(L, 3, LUA_TLIGHTUSERDATA);
+  struct sendreq *r = lua_touserdata(L, 3);
+  r->id = id;
+  lua_settop(L, 3);
   return 1;
 }
 
-/* udpcore.send_cancel(sock): the datagram may still go out. */
+/* udpcore.send_cancel(req): the datagram may still go out. */
 static int ludp_send_cancel(lua_State *L) {
-  struct udp **box = luaL_checkudata(L, 1, UDP_MT);
-  if (*box != NULL) (*box)->send_id = 0;
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  ((struct sendreq *)lua_touserdata(L, 1))->id = 0;
   return 0;
 }
 
@@ -261,9 +285,12 @@ static int ludp_close(lua_State *L) {
     lua_pushinteger(L, u->recv_id);
     n++;
   }
-  if (u->send_id != 0) {
-    lua_pushinteger(L, u->send_id);
-    n++;
+  for (struct sendreq *r = u->sends; r != NULL; r = r->next) {
+    if (r->id != 0) {
+      luaL_checkstack(L, 1, "too many sends");
+      lua_pushinteger(L, r->id);
+      n++;
+    }
   }
   udp_close(u);
   return n;

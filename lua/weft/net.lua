@@ -247,11 +247,12 @@ function Sock.send_to(u, data, host, port, ctx)
   ctx = ctxarg(ctx, 5, "send_to")
   local addrs, err = resolve(host, ctx)
   if not addrs then return nil, err end
-  local ok
-  ok, err = udpcore.send(h, data, addrs[1], port)
-  if ok then return true end
-  if ok == nil then return nil, ioerror(err) end
-  return call(ctx, "sock:send_to", udpcore.sent, udpcore.send_cancel, h)
+  local req
+  req, err = udpcore.send(h, data, addrs[1], port)
+  if req == true then return true end
+  if req == nil then return nil, ioerror(err) end
+  -- Queued: wait for this datagram's own request.
+  return call(ctx, "sock:send_to", udpcore.sent, udpcore.send_cancel, h, req)
 end
 
 -- sock:recv_from([ctx]) -> data, host, port | nil, err
