@@ -144,6 +144,27 @@ static int lsig_start(lua_State *L) {
   return 1;
 }
 
+/* sigcore.ref(listener, on): whether it keeps the loop alive (a pending
+** wait does; a listener kept between two waits does not). */
+static int lsig_ref(lua_State *L) {
+  struct lsig *u = luaL_checkudata(L, 1, SIGNAL_MT);
+  if (u->s == NULL) return 0;
+  if (lua_toboolean(L, 2)) {
+    uv_ref((uv_handle_t *)&u->s->h);
+  } else {
+    uv_unref((uv_handle_t *)&u->s->h);
+  }
+  return 0;
+}
+
+/* sigcore.raise(signum): send the signal to this process again, to the
+** handler restored after the last listener stopped. */
+static int lsig_raise(lua_State *L) {
+  int signum = (int)luaL_checkinteger(L, 1);
+  uv_kill(uv_os_getpid(), signum);
+  return 0;
+}
+
 /* sigcore.stop(listener): idempotent */
 static int lsig_stop(lua_State *L) {
   sig_close(L, luaL_checkudata(L, 1, SIGNAL_MT));
@@ -183,9 +204,9 @@ int weft__open_sigcore(lua_State *L) {
       {NULL, NULL},
   };
   static const luaL_Reg funcs[] = {
-      {"number", lsig_number}, {"save", lsig_save},
-      {"restore", lsig_restore}, {"start", lsig_start},
-      {"stop", lsig_stop},     {NULL, NULL},
+      {"number", lsig_number}, {"save", lsig_save}, {"restore", lsig_restore},
+      {"start", lsig_start},   {"stop", lsig_stop}, {"ref", lsig_ref},
+      {"raise", lsig_raise},   {NULL, NULL},
   };
   luaL_newmetatable(L, SIGNAL_MT);
   luaL_register(L, NULL, sig_meta);

@@ -56,6 +56,75 @@ describe("weft.signal", function()
       assert.equal(143, status)
     end))
 
+  -- A script that waits in a loop: what comes between two waits.
+  local function gap_script(body)
+    return H.sh(H.weft_bin .. " " .. H.script([[
+      local P = weft.process
+      local pid = P.run { "sh", "-c", "echo $PPID" }.stdout:match("%d+")
+      local function kill()
+        assert(P.run { "kill", "-USR1", pid }.code == 0)
+      end
+      ]] .. body) .. " 2>&1")
+  end
+
+  it("gh-11: a signal between two waits goes to the next, killing nobody",
+    spec(function()
+      local out, status = gap_script [[
+        local t = weft.go(function()
+          for i = 1, 3 do
+            assert(weft.signal.wait("SIGUSR1") == "SIGUSR1")
+            if i == 1 then kill() end -- in the gap, before the next wait
+            if i == 2 then kill() kill() end -- two pending are one
+          end
+          local v, err = weft.signal.wait("USR1", weft.with_timeout(0.1))
+          return v, err.kind
+        end)
+        weft.yield() -- t waits
+        kill()
+        print(t:join())
+      ]]
+      assert.equal("nil\tdeadline\n", out)
+      assert.equal(0, status)
+    end))
+
+  it("gh-11: once the waiting task is gone, the signal is not held",
+    spec(function()
+      local out, status = gap_script [[
+        local t = weft.go(function() return weft.signal.wait("SIGUSR1") end)
+        weft.yield()
+        kill()
+        print(t:join())
+        io.stdout:flush()
+        kill() -- nobody waits: SIGUSR1's default ends the program
+        weft.sleep(5)
+        print("alive")
+      ]]
+      assert.matches("^SIGUSR1\n", out) -- then the shell's word on it
+      assert.is_nil(out:find("alive"))
+      assert.equal(128 + 10, status)
+    end))
+
+  it("gh-11: finished tasks that waited once hold no listener",
+    spec(function()
+      local function round()
+        local g = weft.group()
+        for _ = 1, 2000 do
+          g:go(function()
+            return weft.signal.wait("SIGUSR1", weft.with_timeout(0.001))
+          end)
+        end
+        g:wait()
+        collectgarbage()
+        collectgarbage()
+        return collectgarbage("count")
+      end
+      round()
+      local before = round()
+      -- Each kept task would hold its coroutine and listener (> 1 KiB).
+      for _ = 1, 3 do round() end
+      assert.is_true(round() - before < 1024, "listeners kept")
+    end))
+
   it("rejects bad signals", spec(function()
       local ok, err = pcall(weft.signal.wait, "SIGNOPE")
       assert.is_false(ok)

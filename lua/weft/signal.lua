@@ -9,7 +9,8 @@ local chan = require "weft.chan"
 local sigcore = require "weft.sigcore"
 
 local R = S.R
-local type = type
+local T_CTX = S.T_CTX
+local type, pairs = type, pairs
 
 local M = {}
 
@@ -24,13 +25,17 @@ local function acquire(num)
   l.n = l.n + 1
 end
 
+-- release(num) -> true when that was the last listener (the handler is
+-- back).
 local function release(num)
   local l = listeners[num]
   l.n = l.n - 1
   if l.n == 0 then
     listeners[num] = nil
     sigcore.restore(l.saved)
+    return true
   end
+  return false
 end
 
 -- listen(num, fn) -> listener | nil, err; stop(listener, num) ends it once.
@@ -51,35 +56,97 @@ local function signal_arg(name, fname)
   return sigcore.number(name)
 end
 
-local function wait_start(id, num, name)
-  local req = { num = num }
-  local h, err = listen(num, function()
-    if req.h then
-      sigcore.stop(req.h)
-      req.h = nil
-      release(num)
-    end
-    R.io_done(id, name)
-  end)
-  if not h then return nil, err end
-  req.h = h
-  return req
+-- A task's waits for one signal share one listener, kept between them
+-- so that a signal that comes in the gap is neither lost nor handled by
+-- the default handler (which may end the program): it is held, and the
+-- task's next wait returns it at once (two held are one, as the kernel
+-- keeps one pending signal). The listener goes once a signal finds the
+-- task finished, which then gets the signal again through the handler
+-- that is back.
+local waiters = {} -- signal number -> { [task] = rec }
+local nwaiters = {} -- signal number -> #waiters[num], and when to sweep
+
+-- drop(rec, raise): stop rec's listener; raise: the signal that found its
+-- task finished goes to the handler that is back (if this was the last).
+local function drop(rec, raise)
+  sigcore.stop(rec.h)
+  local num = rec.num
+  waiters[num][rec.t] = nil
+  local c = nwaiters[num]
+  c.n = c.n - 1
+  if c.n == 0 then waiters[num], nwaiters[num] = nil, nil end
+  if release(num) and raise then sigcore.raise(num) end
 end
 
-local function wait_cancel(req)
-  if req.h then
-    sigcore.stop(req.h)
-    req.h = nil
-    release(req.num)
+-- sweep(num): drop the listeners of finished tasks that no signal found,
+-- once their number doubled, so that many short-lived waiters hold no
+-- handles (amortised O(1) a wait).
+local function sweep(num)
+  local c = nwaiters[num]
+  if c.n < c.limit then return end
+  for _, rec in pairs(waiters[num]) do
+    if rec.t[T_CTX] == false and not rec.id then drop(rec, false) end
+  end
+  c = nwaiters[num]
+  if c then c.limit = 2 * c.n + 8 end
+end
+
+local function on_signal(rec, name)
+  local id = rec.id
+  if id then
+    rec.id = nil
+    sigcore.ref(rec.h, false)
+    R.io_done(id, name)
+  elseif rec.t[T_CTX] == false then -- the task has finished
+    drop(rec, true)
+  else
+    rec.held = true
   end
 end
 
+local function wait_start(id, num, name, t)
+  local recs = waiters[num]
+  local rec = recs and recs[t]
+  if not rec then
+    rec = { num = num, t = t }
+    local h, err = listen(num, function() on_signal(rec, name) end)
+    if not h then return nil, err end
+    rec.h = h
+    if not recs then
+      recs = {}
+      waiters[num], nwaiters[num] = recs, { n = 0, limit = 8 }
+    end
+    recs[t] = rec
+    local c = nwaiters[num]
+    c.n = c.n + 1
+    sweep(num)
+  else
+    sigcore.ref(rec.h, true)
+  end
+  rec.id = id
+  return rec
+end
+
+local function wait_cancel(rec)
+  rec.id = nil
+  sigcore.ref(rec.h, false)
+end
+
 -- weft.signal.wait(name [, ctx]) -> name | nil, err: wait for the signal
--- ("SIGUSR1", "USR1" or a number) to arrive.
+-- ("SIGUSR1", "USR1" or a number) to arrive; one that came since this
+-- task's last wait for it returns at once.
 function M.wait(name, ctx)
   local num, sname = signal_arg(name, "wait")
   ctx = io.checkctx(ctx, 2, "wait")
-  return io.call(ctx, "weft.signal.wait", wait_start, wait_cancel, num, sname)
+  local t = S.cur("weft.signal.wait")
+  local recs = waiters[num]
+  local rec = recs and recs[t]
+  if rec and rec.held then
+    rec.held = false
+    return sname
+  end
+  return io.call(ctx, "weft.signal.wait", wait_start, wait_cancel, num, sname,
+    t)
 end
 
 -- weft.signal.notify(name) -> channel, stop: the channel receives the
