@@ -12,7 +12,7 @@ local R = S.R
 local T_CTX = S.T_CTX
 local park, wake, wq_new, wq_push, wq_pop = S.park, S.wake, S.wq_new,
   S.wq_push, S.wq_pop
-local wait, WAIT, refuse = S.wait, S.WAIT, S.refuse
+local refuse, block = S.refuse, S.block
 local CtxMT = S.CtxMT
 local type, getmetatable, error, format, newproxy = type, getmetatable, error,
   string.format, newproxy
@@ -202,7 +202,7 @@ function methods.send(u, v, ctx)
   q = c.sq
   wq_push(q, t, 0, v)
   park(t, q, ctx)
-  local a, b = wait(WAIT, "ch:send")
+  local a, b = block(t, "ch:send")
   if a == SEND_CLOSED then error("send on closed channel", 2) end
   if a then return a end
   return a, b
@@ -251,7 +251,7 @@ function methods.recv(u, ctx)
   q = c.rq
   wq_push(q, t, 0, nil)
   park(t, q, ctx)
-  return wait(WAIT, "ch:recv") -- a tail call: see wake in weft.sched
+  return block(t, "ch:recv") -- a tail call: see wake in weft.sched
 end
 
 -- ch:try_send(v) -> true | false: deliver v to a waiting receiver or the

@@ -13,7 +13,7 @@ local errors = require "weft.errors"
 local iocore = require "weft.iocore"
 
 local R = S.R
-local WAIT, wait, park, wake = S.WAIT, S.wait, S.park, S.wake
+local block, park, wake = S.block, S.park, S.wake
 local type, format, setmetatable = type, string.format, setmetatable
 
 local M = {}
@@ -66,7 +66,7 @@ function M.call(ctx, what, start, cancel, ...)
   R.nwork = R.nwork + 1 -- not durably blocked: virtual time waits for it
   park(t, setmetatable({ id = id, req = req, cancel = cancel, what = what },
     OpMT), c)
-  return wait(WAIT, what)
+  return block(t, what)
 end
 
 -- checkctx(ctx, argn, fname) -> ctx or nil: an optional context argument.

@@ -41,7 +41,7 @@ end
 local function is_canceled(ctx, fname)
   local c = ctx or S.cur(fname)[T_CTX]
   local n = c.node
-  return n and n.cerr ~= nil
+  return n and n.cerr and true or false
 end
 
 --[[ DNS ]]

@@ -191,7 +191,7 @@ local function wake(t, a, b)
       if n then n.blocked[t] = nil end
     end
   end
-  t[T_WAIT] = nil
+  t[T_WAIT] = false
   t[T_SEQ] = t[T_SEQ] + 1
   local n = fill_n + 1 -- push, written out: this runs on every wake
   fill_n = n
@@ -332,13 +332,11 @@ end
 -- A queue is a table whose array part holds entries of four slots (task,
 -- seq, case index, value) from q.h up to q.e; case 0 marks a plain send or
 -- receive, a positive case a select. q.dead counts entries known to be dead.
-local Waitq = {}
-local WaitqMT = { __index = Waitq, __name = "weft.waitq" }
-S.WaitqMT = WaitqMT
+local WQ = {}
+S.WQ = WQ
 
 local function wq_new(owner, dir)
-  return setmetatable({ h = 1, e = 1, dead = 0, owner = owner, dir = dir },
-    WaitqMT)
+  return { h = 1, e = 1, dead = 0, owner = owner, dir = dir, [WQ] = true }
 end
 S.wq_new = wq_new
 
@@ -469,7 +467,7 @@ function unpark(t)
     timer_stop(w, t)
   else
     local mt = getmetatable(w)
-    if mt == WaitqMT then
+    if rawget(w, WQ) then
       w.dead = w.dead + 1
     elseif mt and mt.unpark then -- a job on the worker pool (weft.work)
       mt.unpark(w)
@@ -484,7 +482,7 @@ S.unpark = unpark
 -- queue and timer, its entries dead, nothing may resume it for that wait.
 local function cancel_wait(t)
   unpark(t)
-  t[T_WAIT] = nil
+  t[T_WAIT] = false
   t[T_SEQ] = t[T_SEQ] + 1
   local x = t[T_X]
   local c = x and x.wctx
@@ -540,7 +538,7 @@ end
 -- finalizer, return (nil, err) instead.
 local function nowait(what)
   local t = R.cur
-  if t and t[T_WAIT] ~= nil then cancel_wait(t) end
+  if t and t[T_WAIT] then cancel_wait(t) end
   local where, culprit, gc = blame()
   local msg = format("%s: cannot wait inside %s (a C function is on the " ..
     "stack, so the task cannot yield to the scheduler); wait outside it",
@@ -553,6 +551,7 @@ end
 -- trampoline; `what` names the blocking call for nowait.
 local wait = require("weft.wait")(nowait)
 S.wait = wait
+local block -- block(t, what): wait, or run others first (see the trampoline)
 
 -- cur(fname) -> the running task; raises when not inside one.
 local function cur(fname)
@@ -627,8 +626,10 @@ local own_node
 local function node_new(parent, deadline)
   local pd = parent.dl
   if deadline == nil or (pd and pd <= deadline) then deadline = pd end
-  local c = setmetatable({ parent = parent, dl = deadline, blocked = {} },
-    CtxMT)
+  -- cerr is false, not absent, until cancelled: a check of a key that is
+  -- present compiles to one load, of an absent one to a hash lookup.
+  local c = setmetatable({ parent = parent, dl = deadline, blocked = {},
+    cerr = false }, CtxMT)
   all_nodes[c] = true
   c.node = c
   local pn = parent.node
@@ -662,7 +663,7 @@ local function cancel_one(c, err, work)
   if pn and pn.children then pn.children[c] = nil end
   local m = c.mhead
   while m do
-    if m[T_WAIT] ~= nil then
+    if m[T_WAIT] then
       local x = m[T_X]
       if not (x and x.wctx) then -- else it waits under another context
         unpark(m)
@@ -672,7 +673,7 @@ local function cancel_one(c, err, work)
     m = m[T_MNEXT]
   end
   for t in pairs(c.blocked) do
-    if t[T_WAIT] ~= nil then
+    if t[T_WAIT] then
       unpark(t)
       wake(t, nil, err)
     end
@@ -893,8 +894,9 @@ local function spawn(fn, parent, ctx, name, args)
   -- an age needs (dumps show it to the millisecond).
   t[T_CO], t[T_PARENT], t[T_SEQ], t[T_ID], t[T_BORN] = fn, parent, 0, id,
     tick_time
-  setmetatable(t, TaskMT)
+  t[T_WAIT], t[T_X] = false, false
   set_ctx(t, ctx)
+  setmetatable(t, TaskMT)
   if parent then
     local px = ext(parent)
     px.nlive = (px.nlive or 0) + 1
@@ -1445,7 +1447,7 @@ end
 -- returned; children remain) or "done".
 local function task_state(t)
   if t[T_CTX] == false then return "done" end
-  if t[T_WAIT] ~= nil then return "blocked" end
+  if t[T_WAIT] then return "blocked" end
   if t == R.cur then return "running" end
   local x = t[T_X]
   if x and x.returned then return "finishing" end
@@ -1488,7 +1490,7 @@ end
 local function retract(t)
   local x = t[T_X]
   local e = x and x.sent
-  if e == nil then return end
+  if not e then return end
   x.sent = nil
   local px = t[T_PARENT][T_X]
   local o = px.cothers
@@ -1540,7 +1542,7 @@ function Task.join(t, ctx)
   end
   wq_push(q, me, 0, nil)
   park(me, q, ctx)
-  local a, b = wait(WAIT, "task:join")
+  local a, b = block(me, "task:join")
   if a == nil then return nil, b end
   return results(t)
 end
@@ -1562,7 +1564,7 @@ function Task.cancel(t, cause)
   node_cancel(n, err)
   -- Wake it unless it waits under a context of its own choosing (a shield),
   -- before it moves to the new node: wake unregisters it from the old one.
-  if t[T_WAIT] ~= nil and x.wctx == nil then
+  if t[T_WAIT] and x.wctx == nil then
     unpark(t)
     wake(t, nil, n.cerr)
   end
@@ -1605,7 +1607,7 @@ function S.sleep(s, ctx)
     if s < 0 then s = 0 end
     park(t, timer_start(now() + s, t), ctx)
   end
-  return wait(WAIT, "weft.sleep") -- a tail call: see wake
+  return block(t, "weft.sleep") -- a tail call: see wake
 end
 
 -- wait_on(q, v, ctx, fname) -> a, b: park the running task on wait queue q
@@ -1619,7 +1621,7 @@ function S.wait_on(q, v, ctx, fname)
   if n and n.cerr then return refuse(t, n) end
   wq_push(q, t, 0, v)
   park(t, q, ctx)
-  return wait(WAIT, fname)
+  return block(t, fname)
 end
 
 -- weft.yield([ctx]) -> true | nil, err: let every other ready task run once.
@@ -1638,7 +1640,7 @@ end
 
 local function describe_wait(t)
   local w = t[T_WAIT]
-  if w == nil then
+  if not w then
     local state = task_state(t)
     if state ~= "finishing" then return state end
     local n = t[T_X].nlive
@@ -1650,7 +1652,7 @@ local function describe_wait(t)
   if w == FOREVER then return "context (until cancelled)" end
   local mt = getmetatable(w)
   if mt and mt.describe then return mt.describe(w) end
-  if mt == WaitqMT then
+  if rawget(w, WQ) then
     if w.dir == "join" then return format("join of task %d", w.owner[T_ID]) end
     if w.what then return w.what end
     return format("%s on %s", w.dir, R.chan_describe(w.owner))
@@ -1811,6 +1813,140 @@ local function poll_events()
   if band(ev, EV_QUIT) ~= 0 then R.on_quit() end
 end
 
+--[[ The trampoline ]]
+-- tick resumes ready tasks one after another; each runs until it parks.
+-- When the task tick resumed (the bottom one) parks while others are ready,
+-- it does not yield back: it resumes them itself (inline), and returns
+-- from its wait without a switch once it is the next one ready. A
+-- ping-pong then costs one resume and one yield per round trip, not two
+-- of each (measured: 279 -> 223 ns). Tasks run in the same order as from
+-- tick: inline takes them from the same queue. A task resumed by inline
+-- yields as usual (only the bottom runs others), so nesting is one deep.
+
+-- The resumes the running tick has made, its budget and its deadline.
+local ran, tick_budget, tick_deadline = 0, 0, nil
+local bottom -- the task tick resumed last
+
+-- next_ready() -> t, a, b: the next ready task and its wake values, or nil.
+local function next_ready()
+  local i = run_i
+  if i > run_n then
+    if fill_n == 0 then return nil end
+    run_t, fill_t = fill_t, run_t
+    run_a, fill_a = fill_a, run_a
+    run_b, fill_b = fill_b, run_b
+    run_n, fill_n = fill_n, 0
+    i = 1
+  end
+  run_i = i + 1
+  local t, a, b = run_t[i], run_a[i], run_b[i]
+  run_t[i] = nil
+  run_a[i] = nil
+  run_b[i] = nil
+  return t, a, b
+end
+
+-- run(t, a, b): resume t with its wake values until it parks or finishes.
+local function run(t, a, b)
+  R.cur = t
+  local co = t[T_CO]
+  local ok, s
+  if type(co) == "thread" then
+    -- A wake passes one value or two: the wait returns exactly those
+    -- (weft.sleep gives `true`, not `true, nil`).
+    if b == nil then
+      ok, s = resume(co, a)
+    else
+      ok, s = resume(co, a, b)
+    end
+  else
+    local np = npool
+    local c
+    if np > 0 then
+      c = pool[np]
+      pool[np] = nil
+      npool = np - 1
+    else
+      c = create(body)
+    end
+    t[T_CO] = c
+    ok, s = resume(c, t, co, a)
+    co = c
+  end
+  R.cur = nil
+  if s ~= WAIT then
+    if s == FREE then
+      if npool < POOL_MAX then
+        npool = npool + 1
+        pool[npool] = co
+      end
+    elseif s == YIELD then
+      push(t, true)
+    else
+      broken(t, co, ok, s)
+    end
+  end
+end
+
+-- spent() -> true once the tick has used its budget or passed its
+-- deadline (read every 64 resumes: a clock read costs ~20 ns).
+local function spent()
+  return ran >= tick_budget or (tick_deadline and band(ran, 63) == 63 and
+    c_now(rt) >= tick_deadline)
+end
+
+-- inline_loop(me, what, t, a, b): inline's general case, t ready next.
+local function inline_loop(me, what, t, a, b)
+  while true do
+    if t == me then
+      R.cur = me
+      if b == nil then return a end
+      return a, b
+    end
+    run(t, a, b)
+    if spent() then break end
+    t, a, b = next_ready()
+    if not t then break end
+    ran = ran + 1
+  end
+  return wait(WAIT, what)
+end
+
+-- inline(me, what) -> me's wake values: me, the task the trampoline resumed,
+-- has parked; rather than yield back to the trampoline, which would resume
+-- the next ready task, run the ready tasks from here until me is woken.
+-- The usual cases (me is next, or next after one other task) take no loop,
+-- so that they compile into the caller's trace.
+local function inline(me, what)
+  if spent() then return wait(WAIT, what) end
+  local t, a, b = next_ready()
+  if not t then return wait(WAIT, what) end
+  ran = ran + 1
+  if t ~= me then
+    run(t, a, b)
+    if spent() then return wait(WAIT, what) end
+    t, a, b = next_ready()
+    if not t then return wait(WAIT, what) end
+    ran = ran + 1
+    if t ~= me then return inline_loop(me, what, t, a, b) end
+  end
+  R.cur = me
+  if b == nil then return a end
+  return a, b
+end
+
+-- block(t, what) -> the waker's values: t, the running task, has
+-- registered its wait and parks. Only where it could yield does it run
+-- others inline: a wait in a finalizer or a sort comparator must not run
+-- other tasks in the middle of whatever the finalizer interrupted (and
+-- wait raises there, as documented).
+local isyieldable = coroutine.isyieldable
+function block(t, what)
+  if t == bottom and isyieldable() then return inline(t, what) end
+  return wait(WAIT, what)
+end
+S.block = block
+
 -- tick(budget [, deadline]) -> ready, live: fire up to budget due timers,
 -- then resume up to budget ready tasks, stopping at deadline (the
 -- runtime's clock, for weft_step) if given. Called by the C driver once per
@@ -1818,65 +1954,15 @@ end
 function S.tick(budget, deadline)
   poll_events()
   local more = fire_timers(budget, deadline)
-  local ran = 0
-  while ran < budget do
-    if deadline and band(ran, 63) == 63 and c_now(rt) >= deadline then
-      break
-    end
-    local i = run_i
-    if i > run_n then
-      if fill_n == 0 then break end
-      run_t, fill_t = fill_t, run_t
-      run_a, fill_a = fill_a, run_a
-      run_b, fill_b = fill_b, run_b
-      run_n, fill_n = fill_n, 0
-      i = 1
-    end
-    run_i = i + 1
-    local t, a, b = run_t[i], run_a[i], run_b[i]
-    run_t[i] = nil
-    run_a[i] = nil
-    run_b[i] = nil
-    R.cur = t
-    local co = t[T_CO]
-    local ok, s
-    if type(co) == "thread" then
-      -- A wake passes one value or two: the wait returns exactly those
-      -- (weft.sleep gives `true`, not `true, nil`).
-      if b == nil then
-        ok, s = resume(co, a)
-      else
-        ok, s = resume(co, a, b)
-      end
-    else
-      local np = npool
-      local c
-      if np > 0 then
-        c = pool[np]
-        pool[np] = nil
-        npool = np - 1
-      else
-        c = create(body)
-      end
-      t[T_CO] = c
-      ok, s = resume(c, t, co, a)
-      co = c
-    end
-    R.cur = nil
-    if s ~= WAIT then
-      if s == FREE then
-        if npool < POOL_MAX then
-          npool = npool + 1
-          pool[npool] = co
-        end
-      elseif s == YIELD then
-        push(t, true)
-      else
-        broken(t, co, ok, s)
-      end
-    end
+  ran, tick_budget, tick_deadline = 0, budget, deadline
+  while not spent() do
+    local t, a, b = next_ready()
+    if not t then break end
     ran = ran + 1
+    bottom = t
+    run(t, a, b)
   end
+  bottom = nil
   -- A task waiting on the worker pool is not durably blocked: virtual time
   -- does not jump past a job that is still running.
   if fill_n == 0 and run_i > run_n and clocks[1] and R.nwork == 0 and
@@ -1928,7 +2014,7 @@ end
 -- cancellation); the garbage collector takes their coroutines.
 function S.abandon()
   for _, t in ipairs(all_tasks()) do
-    if t[T_WAIT] ~= nil then cancel_wait(t) end
+    if t[T_WAIT] then cancel_wait(t) end
     set_ctx(t, false)
   end
   ntasks, nroots = 0, 0

@@ -18,7 +18,7 @@ local R = S.R
 local states, try_send, try_recv = C.states, C.try_send, C.try_recv
 local CLOSED, SEND_CLOSED = C.CLOSED, C.SEND_CLOSED
 local park, wq_push, wq_ready = S.park, S.wq_push, S.wq_ready
-local wait, WAIT = S.wait, S.WAIT
+local block = S.block
 local random = S.random
 local type, error, format = type, error, string.format
 local typeerror, argerror = S.typeerror, S.argerror
@@ -131,7 +131,7 @@ function M.select(cases, ctx)
     end
   end
   park(t, cases, ctx)
-  local k, v = wait(WAIT, "weft.select")
+  local k, v = block(t, "weft.select")
   if k == nil then return nil, v end
   for i = 1, n do
     if i ~= k then

@@ -13,7 +13,7 @@ local pool = require "weft.pool"
 
 local R = S.R
 local T_CTX, T_WAIT = S.T_CTX, S.T_WAIT
-local WAIT, wait, park, wake = S.WAIT, S.wait, S.park, S.wake
+local block, park, wake = S.block, S.park, S.wake
 local type, select, unpack, pcall, format, tostring = type, select, unpack,
   pcall, string.format, tostring
 local getinfo = debug.getinfo
@@ -82,7 +82,7 @@ local function await(t, job, name)
   waiting[job] = t
   R.nwork = R.nwork + 1
   park(t, w, t[T_CTX])
-  local a, b = wait(WAIT, "weft.work")
+  local a, b = block(t, "weft.work")
   if a == DONE then
     if b.n == 0 then return true end -- as task:join: success says so
     return unpack(b, 1, b.n)

@@ -1,0 +1,207 @@
+-- The trampoline's inline path (weft.sched, "The trampoline"): the task
+-- the trampoline resumed runs the other ready tasks itself when it parks.
+-- Each case runs as a script of its own, whose main chunk is such a task
+-- (inside busted, the runner's task is the one that parks at the bottom).
+local weft = require "weft"
+local H = require "spec.helper"
+
+-- run(text) -> output (stdout and stderr), exit status
+local function run(text)
+  local path = H.script(text)
+  local out, status = H.sh(H.weft_bin .. " " .. path .. " 2>&1")
+  os.remove(path)
+  return out, status
+end
+
+describe("the inline trampoline", function()
+  it("runs ready tasks in the order they became ready", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local log, ch = {}, weft.chan()
+      for i = 1, 3 do
+        weft.go(function()
+          log[#log + 1] = "t" .. i
+          if i == 2 then ch:send("from 2") end
+          log[#log + 1] = "t" .. i .. " again"
+        end)
+      end
+      local v = ch:recv()
+      log[#log + 1] = v
+      print(table.concat(log, ","))
+    ]]
+    assert.equal(0, status)
+    -- t2's send hands the value to main, parked in recv, and goes on;
+    -- main is ready after t3 (FIFO), as from the trampoline.
+    assert.equal("t1,t1 again,t2,t2 again,t3,t3 again,from 2\n", out)
+  end)
+
+  it("hands every value over exactly once in a long ping-pong", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local a, b = weft.chan(), weft.chan()
+      local n, sum = 100000, 0
+      local echo = weft.go(function()
+        for _ = 1, n do b:send(a:recv() * 2) end
+      end)
+      for i = 1, n do
+        a:send(i)
+        sum = sum + b:recv()
+      end
+      echo:join()
+      print(sum)
+    ]]
+    assert.equal(0, status)
+    assert.equal(string.format("%d\n", 100000 * 100001), out)
+  end)
+
+  it("does not starve timers while tasks are always ready", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local a, b = weft.chan(), weft.chan()
+      local ctx, cancel = weft.with_cancel()
+      local pp = weft.go(function()
+        while a:recv(ctx) do b:send(1, ctx) end
+      end)
+      local t0 = weft.now()
+      local slept = weft.go(function()
+        weft.sleep(0.01)
+        return weft.now() - t0
+      end)
+      local rounds = 0
+      local ticks = weft.after(0.05)
+      while true do
+        local i = weft.select({ { recv = ticks }, { send = a, value = 1 } })
+        if i == 1 then break end
+        b:recv()
+        rounds = rounds + 1
+      end
+      cancel()
+      pp:join()
+      local dt = slept:join()
+      print(rounds > 0, dt < 2)
+    ]]
+    assert.equal(0, status)
+    assert.equal("true\ttrue\n", out)
+  end)
+
+  it("reports a task that fails while run inline, and goes on", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local ch = weft.chan()
+      local bad = weft.go(function() error("boom") end)
+      weft.go(function() ch:send("after") end)
+      print(select(2, bad:join()).kind, ch:recv())
+    ]]
+    assert.equal(0, status)
+    assert.equal("bug\tafter\n", out)
+  end)
+
+  it("is cancelled by a task it runs", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local me = weft.current()
+      weft.go(function() me:cancel("enough") end)
+      local ok, err = weft.sleep(math.huge)
+      print(ok, err.kind, err.cause)
+    ]]
+    assert.equal(0, status)
+    assert.equal("nil\tcanceled\tenough\n", out)
+  end)
+
+  it("shows the parked task as blocked to the tasks it runs", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local me = weft.current()
+      local child = weft.go(function()
+        for _, t in ipairs(weft.tasks()) do
+          if t.id == me:id() then return t.state, t.waiting_on end
+        end
+      end)
+      print(child:join())
+    ]]
+    assert.equal(0, status)
+    assert.matches("^blocked\tjoin of task %d+\n$", out)
+  end)
+
+  it("runs nothing inside a sort comparator: the wait raises there",
+    function()
+      local out, status = run [[
+        local weft = require "weft"
+        local ran = false
+        local ch = weft.chan()
+        weft.go(function() ran = true; ch:send(1) end)
+        local ok, err = pcall(table.sort, { 2, 1 }, function(x, y)
+          ch:recv()
+          return x < y
+        end)
+        local why = tostring(err):match("cannot wait inside [^(]*comparator")
+        print(ok, ran, why)
+        print(ch:recv())
+      ]]
+      assert.equal(0, status)
+      assert.equal("false\tfalse\tcannot wait inside table.sort's " ..
+        "comparator\n1\n", out)
+    end)
+
+  it("runs nothing inside a finalizer: the wait returns nowait", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local ran, got = false, nil
+      local ch = weft.chan()
+      weft.go(function() ran = true; ch:send(1) end)
+      do
+        local u = newproxy(true)
+        getmetatable(u).__gc = function()
+          local v, err = ch:recv()
+          got = err and err.kind or v
+        end
+      end
+      collectgarbage()
+      collectgarbage()
+      print(got, ran)
+      print(ch:recv())
+    ]]
+    assert.equal(0, status)
+    assert.equal("nowait\tfalse\n1\n", out)
+  end)
+
+  it("holds a host's step budget", function()
+    local out = H.luajit [[
+      local weft = require "weft"
+      local a, b = weft.chan(), weft.chan()
+      local rounds = 0
+      weft.start(function()
+        weft.go(function()
+          while true do
+            local v = a:recv()
+            if not (v and b:send(v)) then return end
+          end
+        end)
+        while a:send(1) and b:recv() do rounds = rounds + 1 end
+      end)
+      local clock, worst = os.clock, 0
+      for _ = 1, 20 do
+        local t0 = clock()
+        weft.step(2)
+        worst = math.max(worst, clock() - t0)
+      end
+      local before = rounds
+      weft.step(2)
+      print(worst < 0.5, rounds > before)
+      weft.shutdown(1)
+    ]]
+    assert.equal("true\ttrue\n", out)
+  end)
+end)
+
+-- Inside busted as well: a task parked at the bottom of a nested wait.
+describe("the inline trampoline in a task", function()
+  it("a join under a join returns the values", H.task(function()
+    local inner = weft.go(function()
+      return weft.go(function() return 1, 2 end):join()
+    end)
+    local x, y = inner:join()
+    assert.equal(1, x)
+    assert.equal(2, y)
+  end))
+end)
