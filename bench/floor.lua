@@ -122,9 +122,36 @@ function benches.spawn()
   return rounds[3]
 end
 
--- Sleepers: a binary heap of (deadline, coroutine).
-function benches.sleepers()
-  local N = 1000000
+-- An errgroup at its least: 100,000 coroutines that count themselves done,
+-- the last one waking the waiter. ns per task, median of five rounds.
+function benches.errgroup()
+  local N = 100000
+  local rounds = {}
+  for r = 1, 5 do
+    local left, waiter = N, nil
+    local function done()
+      left = left - 1
+      if left == 0 and waiter then ready(waiter) end
+    end
+    local t0 = clock()
+    ready(create(function()
+      for _ = 1, N do ready(create(done)) end
+      if left > 0 then
+        waiter = running()
+        yield()
+      end
+    end))
+    run()
+    assert(left == 0)
+    rounds[r] = (clock() - t0) / N * 1e9
+  end
+  table.sort(rounds)
+  return rounds[3]
+end
+
+-- Sleepers (N, default 1,000,000): a binary heap of (deadline, coroutine).
+function benches.sleepers(count)
+  local N = tonumber(count) or 1000000
   collectgarbage()
   local base = rss_kb("VmRSS")
   local ht, hc, n = {}, {}, 0
@@ -177,7 +204,7 @@ end
 local f = benches[workload]
 if not f then
   io.stderr:write("usage: luajit bench/floor.lua " ..
-    "pingpong|buffered|spawn|sleepers|resume\n")
+    "pingpong|buffered|spawn|errgroup|sleepers [N]|resume\n")
   os.exit(2)
 end
-print(workload, f())
+print(workload, f(select(2, ...)))

@@ -50,9 +50,10 @@ function benches.spawn()
   return median(rounds)
 end
 
--- 1,000,000 tasks each sleeping 100 ms: wall seconds and peak RSS per task.
-function benches.sleepers()
-  local N = 1000000
+-- N (default 1,000,000) tasks each sleeping 100 ms: wall seconds and peak
+-- RSS per task.
+function benches.sleepers(n)
+  local N = tonumber(n) or 1000000
   collectgarbage()
   local base = rss_kb("VmRSS")
   local t0 = weft.now()
@@ -99,6 +100,53 @@ function benches.select()
   local t1 = clock()
   -- Subtract the send (and a plain recv) measured in the same run.
   return ((send_only - t0) - (t1 - send_only) / 2) / N * 1e9
+end
+
+-- An errgroup of 100,000 tasks that return nothing, then wait: ns per
+-- task, the median of five rounds as spawn's.
+function benches.errgroup()
+  local N = 100000
+  local fn = function() end
+  local rounds = {}
+  for r = 1, 5 do
+    local t0 = clock()
+    local g = weft.group()
+    for _ = 1, N do g:go(fn) end
+    assert(g:wait() == nil)
+    rounds[r] = (clock() - t0) / N * 1e9
+  end
+  return median(rounds)
+end
+
+-- rate limiter allow on a bucket that always has a token (a finite limit,
+-- so the arithmetic runs; rate.inf would skip it): ns per call.
+function benches.rate_allow()
+  local N = 1000000
+  local l = weft.rate.limiter(1e9, N)
+  local ok = 0
+  local t0 = clock()
+  for _ = 1, N do
+    if l:allow() then ok = ok + 1 end
+  end
+  local dt = clock() - t0
+  assert(ok == N, "refused")
+  return dt / N * 1e9
+end
+
+-- rate limiter wait at 1,000/s (burst 1) for a second on real time: the
+-- mean |interval - 1 ms| between consecutive returns, in us.
+function benches.rate_wait()
+  local N = 1000
+  local l = weft.rate.limiter(1000, 1)
+  assert(l:wait())
+  local prev, sum = weft.now(), 0
+  for _ = 1, N do
+    assert(l:wait())
+    local now = weft.now()
+    sum = sum + math.abs((now - prev) * 1e6 - 1000)
+    prev = now
+  end
+  return sum / N
 end
 
 -- The worker pool. Wall time (weft.now), not CPU time: the work is on
@@ -304,7 +352,8 @@ end
 local f = benches[workload]
 if not f then
   io.stderr:write("usage: weft bench/weft_bench.lua " ..
-    "pingpong|spawn|sleepers|buffered|select|cpu16|workrt|copy|" ..
+    "pingpong|spawn|sleepers [N]|buffered|select|errgroup|rate_allow|" ..
+    "rate_wait|cpu16|workrt|copy|" ..
     "echo|bulk [MiB]|readfile PATH|idle [N]\n")
   os.exit(2)
 end

@@ -58,8 +58,9 @@ func maxrssKB() int64 {
 	return ru.Maxrss
 }
 
-func sleepers() (float64, float64) {
-	const n = 1000000
+// sleepers: n goroutines each sleeping 100 ms: wall seconds, peak RSS per
+// goroutine.
+func sleepers(n int) (float64, float64) {
 	base := maxrssKB()
 	var wg sync.WaitGroup
 	t0 := time.Now()
@@ -68,7 +69,7 @@ func sleepers() (float64, float64) {
 		go func() { time.Sleep(100 * time.Millisecond); wg.Done() }()
 	}
 	wg.Wait()
-	return time.Since(t0).Seconds(), float64(maxrssKB()-base) * 1024 / n
+	return time.Since(t0).Seconds(), float64(maxrssKB()-base) * 1024 / float64(n)
 }
 
 func buffered() float64 {
@@ -346,7 +347,7 @@ func arg(def int) int {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gobench pingpong|spawn|sleepers|buffered|select|cpu16|workrt|echo|bulk [MiB]|idle [N]")
+		fmt.Fprintln(os.Stderr, "usage: gobench pingpong|spawn|sleepers [N]|errgroup|rate_allow|rate_wait|startup|buffered|select|cpu16|workrt|echo|bulk [MiB]|idle [N]")
 		os.Exit(2)
 	}
 	runtime.GC()
@@ -356,7 +357,7 @@ func main() {
 	case "spawn":
 		fmt.Println(w, spawn())
 	case "sleepers":
-		s, b := sleepers()
+		s, b := sleepers(arg(1000000))
 		fmt.Println(w, s, b)
 	case "buffered":
 		fmt.Println(w, buffered())
@@ -375,6 +376,14 @@ func main() {
 	case "idle":
 		r, k := idle(arg(10000))
 		fmt.Println(w, r, k)
+	case "errgroup":
+		fmt.Println(w, errgroupBench())
+	case "rate_allow":
+		fmt.Println(w, rateAllow())
+	case "rate_wait":
+		fmt.Println(w, rateWait())
+	case "startup":
+		// Nothing: bench/run times the exec of the binary itself.
 	default:
 		fmt.Fprintln(os.Stderr, "unknown workload", w)
 		os.Exit(2)
