@@ -45,6 +45,7 @@ struct weft__api {
   double (*timer_deadline)(weft_runtime *rt, uint32_t id);
   uint32_t (*events)(weft_runtime *rt);
   double (*wall)(weft_runtime *rt);
+  int (*yieldable)(void *co);
 };
 
 struct weft__post {
@@ -93,6 +94,7 @@ uint32_t weft__timer_add(weft_runtime *rt, double deadline);
 void weft__timer_del(weft_runtime *rt, uint32_t id);
 uint32_t weft__timer_pop(weft_runtime *rt, double now);
 double weft__timer_deadline(weft_runtime *rt, uint32_t id);
+int weft__yieldable(void *co);
 int weft__timer_next(const struct weft__timers *tm, double *deadline);
 double weft__now(weft_runtime *rt);
 double weft__wall(weft_runtime *rt);

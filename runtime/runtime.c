@@ -607,6 +607,7 @@ static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
   rt->api.timer_deadline = weft__timer_deadline;
   rt->api.events = api_events;
   rt->api.wall = weft__wall;
+  rt->api.yieldable = weft__yieldable;
   if (loop == NULL) {
     if (uv_loop_init(&rt->own_loop) != 0) goto fail_loop;
     loop = &rt->own_loop;

@@ -143,6 +143,42 @@ describe("the inline trampoline", function()
         "comparator\n1\n", out)
     end)
 
+  it("runs nothing inside a comparator in a coroutine of the task's",
+    function()
+      local out, status = run [[
+        local weft = require "weft"
+        local ran = false
+        local ch = weft.chan()
+        weft.go(function() ran = true; ch:send(1) end)
+        local gen = coroutine.wrap(function()
+          local ok, err = pcall(table.sort, { 2, 1 }, function(x, y)
+            ch:recv()
+            return x < y
+          end)
+          coroutine.yield(ok, ran, (tostring(err):match("cannot wait")))
+        end)
+        print(gen())
+        print(ch:recv())
+      ]]
+      assert.equal(0, status)
+      assert.equal("false\tfalse\tcannot wait\n1\n", out)
+    end)
+
+  it("waits in a coroutine of the task's, running others meanwhile",
+    function()
+      local out, status = run [[
+        local weft = require "weft"
+        local ch = weft.chan()
+        weft.go(function() ch:send("v") end)
+        local gen = coroutine.wrap(function()
+          coroutine.yield(ch:recv())
+        end)
+        print(gen())
+      ]]
+      assert.equal(0, status)
+      assert.equal("v\n", out)
+    end)
+
   it("runs nothing inside a finalizer: the wait returns nowait", function()
     local out, status = run [[
       local weft = require "weft"

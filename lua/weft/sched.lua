@@ -46,6 +46,7 @@ struct weft__api {
   double (*timer_deadline)(weft_runtime *rt, uint32_t id);
   uint32_t (*events)(weft_runtime *rt);
   double (*wall)(weft_runtime *rt);
+  int (*yieldable)(void *co);
 };
 ]]
 end
@@ -54,7 +55,7 @@ local api = ffi.cast("const struct weft__api *", core.api)
 local rt = ffi.cast("weft_runtime *", core.rt)
 local c_now, c_timer_add, c_timer_del, c_timer_pop = api.now, api.timer_add,
   api.timer_del, api.timer_pop
-local c_events, c_wall = api.events, api.wall
+local c_events, c_wall, c_yieldable = api.events, api.wall, api.yieldable
 
 -- Event bits set by the C side (runtime.c, WEFT__EV_*).
 local EV_INTERRUPT, EV_QUIT, EV_POST, EV_WORK = 1, 2, 4, 8
@@ -549,9 +550,10 @@ end
 
 -- wait(WAIT, what) -> the waker's values: yield a parked task to the
 -- trampoline; `what` names the blocking call for nowait.
-local wait = require("weft.wait")(nowait)
+local wait, thread_of = require("weft.wait")(nowait)
 S.wait = wait
 local block -- block(t, what): wait, or run others first (see the trampoline)
+local bottom -- the task the trampoline resumed last
 
 -- cur(fname) -> the running task; raises when not inside one.
 local function cur(fname)
@@ -1322,6 +1324,21 @@ local task_cos = setmetatable({}, { __mode = "k" })
 
 -- ... is all that co_resume returned after ok, however many values (a
 -- named second parameter would turn a bare `true` into `true, nil`).
+-- A task that runs a coroutine of its own is not the bottom task while the
+-- coroutine runs: a wait there must not run others inline, since only the
+-- task's own coroutine is checked for whether it can yield (see block).
+local function resumed(b, ...)
+  bottom = b
+  return ...
+end
+
+local function task_resume(co, ...)
+  local b = bottom
+  if b == nil or b ~= R.cur then return co_resume(co, ...) end
+  bottom = nil
+  return resumed(b, co_resume(co, ...))
+end
+
 local function relay(co, ok, ...)
   local s = ...
   if ok and (s == WAIT or s == YIELD) and R.cur then
@@ -1330,7 +1347,9 @@ local function relay(co, ok, ...)
     -- error leaves co marked: it is stuck in a wait nobody will end.
     local a, b = wait(s, "coroutine.resume")
     waiting[co] = nil
-    return relay(co, co_resume(co, a, b))
+    -- One wake value or two, as from the trampoline (see run).
+    if b == nil then return relay(co, task_resume(co, a)) end
+    return relay(co, task_resume(co, a, b))
   end
   return ok, ...
 end
@@ -1363,7 +1382,7 @@ end
 local function resume_relay(co, ...)
   if type(co) ~= "thread" then stock_argerror(co_resume, co, ...) end
   if waiting[co] or task_cos[co] then check_resumable(co, 2) end
-  return relay(co, co_resume(co, ...))
+  return relay(co, task_resume(co, ...))
 end
 
 -- As LuaJIT's wrap, a string error gets the caller's position (level 2:
@@ -1386,7 +1405,7 @@ local function wrap_relay(...)
       error("cannot resume dead coroutine", 2)
     end
     if waiting[co] then check_resumable(co, 2) end
-    return wrap_results(relay(co, co_resume(co, ...)))
+    return wrap_results(relay(co, task_resume(co, ...)))
   end
 end
 
@@ -1825,7 +1844,6 @@ end
 
 -- The resumes the running tick has made, its budget and its deadline.
 local ran, tick_budget, tick_deadline = 0, 0, nil
-local bottom -- the task tick resumed last
 
 -- next_ready() -> t, a, b: the next ready task and its wake values, or nil.
 local function next_ready()
@@ -1939,10 +1957,18 @@ end
 -- registered its wait and parks. Only where it could yield does it run
 -- others inline: a wait in a finalizer or a sort comparator must not run
 -- other tasks in the middle of whatever the finalizer interrupted (and
--- wait raises there, as documented).
-local isyieldable = coroutine.isyieldable
+-- wait raises there, as documented). The check is on t's own coroutine:
+-- the coroutine relay clears `bottom` while a task runs a coroutine of
+-- its own.
+local bottom_co, bottom_L -- the coroutine last checked, and its lua_State
 function block(t, what)
-  if t == bottom and isyieldable() then return inline(t, what) end
+  if t == bottom then
+    local co = t[T_CO]
+    if co ~= bottom_co then
+      bottom_co, bottom_L = co, ffi.cast("void *", thread_of(co))
+    end
+    if c_yieldable(bottom_L) ~= 0 then return inline(t, what) end
+  end
   return wait(WAIT, what)
 end
 S.block = block
