@@ -14,13 +14,18 @@ local iocore = require "weft.iocore"
 
 local R = S.R
 local block, park, wake = S.block, S.park, S.wake
-local type, format, setmetatable = type, string.format, setmetatable
+local T_WAIT = S.T_WAIT
+local type, format, setmetatable, getmetatable = type, string.format,
+  setmetatable, getmetatable
 
 local M = {}
 
 local OpMT = { __name = "weft.io" }
 local waiting = {} -- operation id -> the task waiting for it
 local last_id = 0
+-- Op tables of completed waits, reused, so that a wait allocates none
+-- (measured: ~8% of the user time of bench/net_ab.sh echo went to them).
+local spare, nspare = {}, 0
 
 function OpMT.unpark(w)
   if waiting[w.id] then
@@ -48,7 +53,13 @@ function R.io_done(id, a, b)
   waiting[id] = nil
   R.nwork = R.nwork - 1
   if a == nil then b = M.error(b) end
+  local w = t[T_WAIT] -- its op, which nothing refers to once t is woken
   wake(t, a, b)
+  if nspare < 64 and getmetatable(w) == OpMT and w.id == id then
+    w.req, w.cancel = nil, nil
+    nspare = nspare + 1
+    spare[nspare] = w
+  end
 end
 iocore.set_done(R.io_done)
 
@@ -64,8 +75,17 @@ function M.call(ctx, what, start, cancel, ...)
   if not req then return nil, M.error(err) end
   waiting[id] = t
   R.nwork = R.nwork + 1 -- not durably blocked: virtual time waits for it
-  park(t, setmetatable({ id = id, req = req, cancel = cancel, what = what },
-    OpMT), c)
+  local w
+  if nspare > 0 then
+    w = spare[nspare]
+    spare[nspare] = nil
+    nspare = nspare - 1
+    w.id, w.req, w.cancel, w.what = id, req, cancel, what
+  else
+    w = setmetatable({ id = id, req = req, cancel = cancel, what = what },
+      OpMT)
+  end
+  park(t, w, c)
   return block(t, what)
 end
 
