@@ -248,7 +248,8 @@ row "TCP echo, 100 connections x 1,000 round trips of 64 bytes" "requests/s" ech
 row "start-up, nothing to run" "ms" startup 2 low "ahead of every peer"
 
 elapsed=$(($(date +%s) - start))
-header="weft $("$weft" --version | cut -d' ' -f2) ($weft), $(nproc) cores, median of $runs interleaved runs, $(date -u '+%Y-%m-%d %H:%M') UTC, ${elapsed} s in all"
+rev=$(git describe --always --dirty 2>/dev/null || echo unknown)
+header="weft $("$weft" --version | cut -d' ' -f2) ($weft, tree $rev), $(nproc) cores, median of $runs interleaved runs, $(date -u '+%Y-%m-%d %H:%M') UTC, ${elapsed} s in all"
 {
   echo "$header"
   echo
