@@ -132,5 +132,22 @@ describe("weft.signal", function()
       ok, err = pcall(weft.signal.notify, {})
       assert.is_false(ok)
       assert.matches("bad argument #1 to 'notify'", err)
+      -- The caller is blamed, whatever the bad number.
+      for _, n in ipairs { 0, -1, 65, 1e20, 0 / 0 } do
+        ok, err = pcall(function()
+          local v = weft.signal.wait(n)
+          return v
+        end)
+        assert.is_false(ok)
+        assert.matches("signal_spec%.lua:%d+: bad argument #1 to 'wait' " ..
+          "%(no such signal%)", err)
+      end
+      ok, err = pcall(function()
+        local ch = weft.signal.notify("SIGNOPE")
+        return ch
+      end)
+      assert.is_false(ok)
+      assert.matches("signal_spec%.lua:%d+: bad argument #1 to 'notify' " ..
+        "%(no signal 'SIGNOPE'%)", err)
     end))
 end)

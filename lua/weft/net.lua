@@ -102,6 +102,11 @@ function Conn.set_keepalive(c, on, secs)
   then
     S.typeerror(3, "set_keepalive", "positive integer", secs)
   end
+  -- Linux's bound (TCP_KEEPIDLE); past it libuv failed with EINVAL, and
+  -- past 2^32 the C conversion was undefined.
+  if secs and secs > 32767 then
+    S.argerror(3, "set_keepalive", "at most 32767 seconds expected")
+  end
   local ok, err = tcpcore.keepalive(h, on, secs)
   if not ok then return nil, ioerror(err) end
   return true
@@ -150,9 +155,13 @@ function tcp.listen(host, port, opts)
     S.typeerror(3, "listen", "table", opts)
   end
   local backlog = opts and opts.backlog
-  if backlog ~= nil and (type(backlog) ~= "number" or backlog < 1) then
-    S.argerror(3, "listen", "backlog: positive number expected")
+  -- NaN and fractions are refused, and a huge backlog means "as many as
+  -- the kernel allows" (it caps the value at somaxconn anyway).
+  if backlog ~= nil and (type(backlog) ~= "number" or backlog ~= backlog or
+      backlog < 1 or backlog % 1 ~= 0) then
+    S.argerror(3, "listen", "backlog: positive integer expected")
   end
+  if backlog and backlog > 0x7fffffff then backlog = 0x7fffffff end
   local addrs, err = resolve(host)
   if not addrs then return nil, err end
   local h

@@ -10,7 +10,7 @@ local sigcore = require "weft.sigcore"
 
 local R = S.R
 local T_CTX = S.T_CTX
-local type, pairs = type, pairs
+local type, pairs, pcall = type, pairs, pcall
 
 local M = {}
 
@@ -53,7 +53,10 @@ local function signal_arg(name, fname)
   if type(name) ~= "string" and type(name) ~= "number" then
     S.typeerror(1, fname, "signal name or number", name, 4)
   end
-  return sigcore.number(name)
+  local ok, num, sname = pcall(sigcore.number, name)
+  -- C's message names no function of the caller's: blame the caller.
+  if not ok then S.argerror(1, fname, num:match("%((.*)%)$") or num, 3) end
+  return num, sname
 end
 
 -- A task's waits for one signal share one listener, kept between them
