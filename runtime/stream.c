@@ -304,26 +304,30 @@ struct wreq {
   char data[];
 };
 
-/* Keep the string at idx alive for a write queued now. */
-static int hold(lua_State *L, struct weft__stream *s, int idx) {
+/* Keep the string at idx alive for a write queued now (may raise, out of
+** memory, before anything is queued). */
+static void hold(lua_State *L, struct weft__stream *s, int idx) {
   if (s->held == LUA_NOREF) {
     lua_newtable(L);
     s->held = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (s->held == LUA_REFNIL) return UV_ENOMEM;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->held);
   lua_pushvalue(L, idx);
   lua_rawseti(L, -2, (int)++s->hlast);
   lua_pop(L, 1);
-  return 0;
 }
 
-/* Let go of the oldest held string (its write is over or never queued). */
-static void unhold(lua_State *L, struct weft__stream *s) {
+/* Let go of held[i]. */
+static void unhold_at(lua_State *L, struct weft__stream *s, unsigned i) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->held);
   lua_pushnil(L);
-  lua_rawseti(L, -2, (int)++s->hfirst);
+  lua_rawseti(L, -2, (int)i);
   lua_pop(L, 1);
+}
+
+/* Let go of the oldest held string: its write is over. */
+static void unhold(lua_State *L, struct weft__stream *s) {
+  unhold_at(L, s, ++s->hfirst);
   if (s->hfirst == s->hlast) s->hfirst = s->hlast = 0;
 }
 
@@ -491,9 +495,10 @@ static int lstream_write(lua_State *L) {
   if (done < n) {
     size_t rest = n - done;
     int held = rest >= WRITE_REF_MIN;
+    if (held) hold(L, s, 2);
     struct wreq *w = malloc(sizeof *w + (held ? 0 : rest));
-    if (w == NULL || (held && hold(L, s, 2) != 0)) {
-      free(w);
+    if (w == NULL) {
+      if (held) unhold_at(L, s, s->hlast--);
       return luaL_error(L, "weft: out of memory");
     }
     w->held = held;
@@ -503,12 +508,7 @@ static int lstream_write(lua_State *L) {
     uv_buf_t b = uv_buf_init(base, (unsigned)rest);
     int rc = uv_write(&w->req, &s->h.stream, &b, 1, on_write);
     if (rc < 0) {
-      if (held) { /* the newest, not the oldest: drop it by hand */
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->held);
-        lua_pushnil(L);
-        lua_rawseti(L, -2, (int)s->hlast--);
-        lua_pop(L, 1);
-      }
+      if (held) unhold_at(L, s, s->hlast--); /* the newest, never queued */
       free(w);
       s->werr = rc;
       return push_werr(L, s);
