@@ -7,7 +7,8 @@
 #
 # Usage: bench/net_ab.sh [RUNS [WORKLOAD...]]   (default: 5 echo bulk)
 #   WEFT=path     the weft binary (default build-net/weft)
-#   WEFT_B=path   a second weft binary measured beside it (a baseline build)
+#   WEFT_B=path   a second weft binary measured beside it (a baseline build;
+#                 one older than conn:read_into has no bulk_into figure)
 #   GOBENCH=path  a built bench/go binary (default: build it here)
 # Workloads: echo, bulk (conn:read, bench/weft_bench.lua) and bulk_into
 # (conn:read_into, bench/net_ab.lua); Go runs its bulk for bulk_into.
@@ -45,7 +46,7 @@ i=0
 while [ "$i" -lt "$runs" ]; do
   for wl in $workloads; do
     one "$wl" "$weft" >>"$tmp/$wl.a"
-    [ -n "$weft_b" ] && one "$wl" "$weft_b" >>"$tmp/$wl.b"
+    [ -n "$weft_b" ] && one "$wl" "$weft_b" >>"$tmp/$wl.b" 2>/dev/null
     gone "$wl" >>"$tmp/$wl.go"
   done
   i=$((i + 1))
