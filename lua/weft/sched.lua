@@ -1152,67 +1152,84 @@ local SCOPE_END
 -- done(t): t's function has returned and all its children have finished.
 -- Hand its error to a joiner or to its parent, then tell the parent, which
 -- may finish in turn.
-local function done(t)
+-- wake_joiners(q) -> true if a task was waiting in t:join.
+local function wake_joiners(q)
+  local any = false
   while true do
-    local x = t[T_X]
-    local err, handled = nil, false
-    local tctx = t[T_CTX]
-    retire(t)
-    if x then
-      local c = x.clock
-      if c and c.root == t then bubble_end(c) end
-      err = final_error(x)
-      if x.node and not x.keep_node then node_cancel(x.node, SCOPE_END) end
-      local q = x.joinq
-      if q then
-        while true do
-          local j = wq_pop(q)
-          if not j then break end
-          wake(j, true)
-          handled = true
-        end
-      end
-      -- A group, limiter or jobs set that started the task takes its end
-      -- and, if it says so, its error (see spawn_hooked).
-      local hook = x.on_done
-      if hook and hook(t, err) then handled = true end
-    end
-    local p = t[T_PARENT]
-    if not p then
-      root_done(t, not handled and err or nil)
-      return
-    end
-    local px = p[T_X]
-    local tn = tctx.node
-    if err ~= nil and not handled and errors.is_cancel(err) and tn and
-        tn.cerr then
-      -- Its own context was cancelled (its scope ended, it was cancelled):
-      -- that error is a consequence, not news, as Trio's Cancelled is
-      -- caught by the scope that caused it.
-      handled = true
-    end
-    if err ~= nil and not handled then
-      if x.raised or x.child_err ~= nil or (px and px.returned) then
-        child_failed(p, t, err)
-      else
-        -- A returned error is the task's result: it waits for a joiner
-        -- until the parent's function returns (see finish).
-        x.unclaimed = true
-        px = ext(p)
-        local held = px.held
-        if not held then
-          held = {}
-          px.held = held
-        end
-        held[#held + 1] = t
-      end
-    end
-    px = p[T_X]
-    local nl = px.nlive - 1
-    px.nlive = nl
-    if nl > 0 or not px.returned then return end
-    t = p
+    local j = wq_pop(q)
+    if not j then return any end
+    wake(j, true)
+    any = true
   end
+end
+
+-- done_one(t) -> t's parent if t was the last thing it waited for (its
+-- function has returned and its last child ended), else nil: t and all its
+-- children have ended. The common case takes no loop, so that a finishing
+-- task's path compiles (a loop in it aborted every trace through it, and
+-- spawn ran a third interpreted).
+local function done_one(t)
+  local x = t[T_X]
+  local err, handled = nil, false
+  local tctx = t[T_CTX]
+  retire(t)
+  if x then
+    local c = x.clock
+    if c and c.root == t then bubble_end(c) end
+    err = final_error(x)
+    if x.node and not x.keep_node then node_cancel(x.node, SCOPE_END) end
+    local q = x.joinq
+    if q and wake_joiners(q) then handled = true end
+    -- A group, limiter or jobs set that started the task takes its end
+    -- and, if it says so, its error (see spawn_hooked).
+    local hook = x.on_done
+    if hook and hook(t, err) then handled = true end
+  end
+  local p = t[T_PARENT]
+  if not p then
+    root_done(t, not handled and err or nil)
+    return nil
+  end
+  local px = p[T_X]
+  local tn = tctx.node
+  if err ~= nil and not handled and errors.is_cancel(err) and tn and
+      tn.cerr then
+    -- Its own context was cancelled (its scope ended, it was cancelled):
+    -- that error is a consequence, not news, as Trio's Cancelled is
+    -- caught by the scope that caused it.
+    handled = true
+  end
+  if err ~= nil and not handled then
+    if x.raised or x.child_err ~= nil or (px and px.returned) then
+      child_failed(p, t, err)
+    else
+      -- A returned error is the task's result: it waits for a joiner
+      -- until the parent's function returns (see finish).
+      x.unclaimed = true
+      px = ext(p)
+      local held = px.held
+      if not held then
+        held = {}
+        px.held = held
+      end
+      held[#held + 1] = t
+    end
+  end
+  px = p[T_X]
+  local nl = px.nlive - 1
+  px.nlive = nl
+  if nl > 0 or not px.returned then return nil end
+  return p
+end
+
+-- done(t): t and all its children have ended; so may have its ancestors.
+local function done_chain(p)
+  while p do p = done_one(p) end
+end
+
+local function done(t)
+  local p = done_one(t)
+  if p then return done_chain(p) end
 end
 
 -- finish(t, fn, ok, ...): t's function returned (ok) or raised.
