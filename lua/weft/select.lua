@@ -75,7 +75,7 @@ function M.select(cases, ctx)
         local c = chanof(u, i, "recv")
         if c.bn > 0 or c.closed or wq_ready(c.sq) then
           nready = nready + 1
-          if random(nready) == 1 then pick = i end
+          if nready == 1 or random(nready) == 1 then pick = i end
         end
       end
     else
@@ -89,7 +89,7 @@ function M.select(cases, ctx)
           end
           if c.closed or c.bn < c.cap or wq_ready(c.rq) then
             nready = nready + 1
-            if random(nready) == 1 then pick = i end
+            if nready == 1 or random(nready) == 1 then pick = i end
           end
         end
       elseif cs.default then
