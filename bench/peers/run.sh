@@ -7,8 +7,9 @@
 # system, ..., so that the machine's noise hits all alike; the table shows
 # medians and weft's ratio to each, and replaces the peers table in
 # bench/README.md (between <!-- peers:begin --> and <!-- peers:end -->).
-# ONLY="pingpong select ..." measures only those rows (the keys below), for
-# a quick look; the others show "-".
+# BENCH_ONLY="pingpong select ..." measures only those rows (the keys
+# below), for a quick look; the others show "-", and bench/README.md is
+# left alone.
 set -eu
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
@@ -127,7 +128,7 @@ startup() {
 measure() {
   key=$1
   shift
-  case " ${ONLY:-$key} " in *" $key "*) ;; *) return ;; esac
+  case " ${BENCH_ONLY:-$key} " in *" $key "*) ;; *) return ;; esac
   r=0
   while [ "$r" -lt "$runs" ]; do
     for s in $present; do
@@ -261,7 +262,9 @@ cat "$tmp/out"
 
 # Replace the table between the markers in bench/README.md.
 readme=bench/README.md
-if grep -q '^<!-- peers:begin -->$' "$readme" && grep -q '^<!-- peers:end -->$' "$readme"; then
+if [ -n "${BENCH_ONLY:-}" ]; then
+  note "BENCH_ONLY: $readme left as it is"
+elif grep -q '^<!-- peers:begin -->$' "$readme" && grep -q '^<!-- peers:end -->$' "$readme"; then
   awk -v out="$tmp/out" '
     /^<!-- peers:begin -->$/ { print; print ""; while ((getline l < out) > 0) print l; print ""; skip = 1; next }
     /^<!-- peers:end -->$/ { skip = 0 }
