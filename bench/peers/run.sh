@@ -20,6 +20,14 @@ log=$tmp/stderr
 : >"$log"
 note() { echo "bench/run --peers: $*" >&2; }
 
+# apt_install PKG...: install, and once more after an apt-get update (a
+# fresh machine's package lists may be missing or old).
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >"$tmp/apt" 2>&1 ||
+    { apt-get update >>"$tmp/apt" 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >>"$tmp/apt" 2>&1; }
+}
+
 # The peers, from Debian's packages, installed here when run as root.
 install_peers() {
   pkgs="golang-go golang-golang-x-sync-dev golang-golang-x-time-dev tarantool lua-luv lua-cqueues lua-copas lua-socket"
@@ -32,7 +40,7 @@ install_peers() {
   # shellcheck disable=SC2086 # one word per package
   if [ "$(id -u)" != 0 ]; then
     note "not root: not installing$missing (their columns show -)"
-  elif ! DEBIAN_FRONTEND=noninteractive apt-get install -y $missing >"$tmp/apt" 2>&1; then
+  elif ! apt_install $missing; then
     note "apt-get install$missing failed (their columns show -):"
     tail -n 3 "$tmp/apt" >&2
   fi
