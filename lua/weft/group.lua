@@ -142,7 +142,8 @@ local function start(g, t, fn, ...)
     g.first, g.others, g.ended = nil, nil, false
   end
   local n = select("#", ...)
-  local args = { n = n + 1, g.ctx, ... }
+  -- spawn's args: the context alone is passed as itself (see body)
+  local args = n == 0 and g.ctx or { n = n + 1, g.ctx, ... }
   g.live.n = g.live.n + 1
   S.spawn_hooked(t, fn, args, g.ctx, g.on_done)
   return true
@@ -235,7 +236,7 @@ function Limiter:go(ctx, fn)
     return false
   end
   self.live.n = self.live.n + 1
-  S.spawn_hooked(t, fn, { n = 1, ctx }, ctx, self.on_done)
+  S.spawn_hooked(t, fn, ctx, ctx, self.on_done)
   return true
 end
 
@@ -378,8 +379,7 @@ function Jobs:go(req, fn)
     return false
   end
   self.live.n = self.live.n + 1
-  S.spawn_hooked(self.owner, fn, { n = 1, self.root }, self.root,
-    self.on_done)
+  S.spawn_hooked(self.owner, fn, self.root, self.root, self.on_done)
   return true
 end
 

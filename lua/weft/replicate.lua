@@ -57,7 +57,7 @@ function M.replicate(ctx, n, fn, opts)
     tasks[i] = S.spawn_hooked(me, function(c)
       local r = pack(fn(c, i))
       answers:send({ i = i, r = r }, ctxmod.background())
-    end, { n = 1, rctx }, rctx, function(_, err)
+    end, rctx, rctx, function(_, err)
       if err ~= nil then
         -- It raised (a bug). The buffer has room for every replica's
         -- report, so this never waits (on_done must not).

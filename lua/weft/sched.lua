@@ -83,6 +83,10 @@ local T_ID = 7      -- task id, in creation order
 local T_MPREV = 8   -- neighbours in the member list of its context's node
 local T_MNEXT = 9
 local T_BORN = 10   -- weft.now() when it was spawned
+local T_HOOK = 11   -- on_done of a task a group, limiter or jobs set started
+                    -- (see spawn_hooked), or false: a slot rather than a
+                    -- field of T_X, which would cost two more objects
+                    -- per task for the collector to trace
 S.T_CO, S.T_CTX, S.T_PARENT, S.T_WAIT, S.T_SEQ = T_CO, T_CTX, T_PARENT,
   T_WAIT, T_SEQ
 S.T_X, S.T_ID = T_X, T_ID
@@ -776,14 +780,25 @@ function own_node(t)
 end
 S.own_node = own_node
 
--- under(c, n) -> true if context c is node n or derives from it.
-local function under(c, n)
-  local m = c.node
+-- under(c, n) -> true if context c is node n or derives from it. The
+-- usual cases, n itself or its child (a group's context in the task that
+-- made it), take no loop: a loop here aborted the trace of every spawn
+-- through it, and an errgroup's go ran interpreted.
+local function under_loop(m, n)
   while m do
     if m == n then return true end
     m = m.parent.node
   end
   return false
+end
+
+local function under(c, n)
+  local m = c.node
+  if m == n then return true end
+  if not m then return false end
+  m = m.parent.node
+  if m == n then return true end
+  return under_loop(m, n)
 end
 
 -- adopt(t, n): task t was started in scope n under a context that does not
@@ -891,12 +906,12 @@ local function spawn(fn, parent, ctx, name, args)
   local id = next_id
   next_id = id + 1
   ntasks = ntasks + 1
-  local t = tnew(10, 0)
+  local t = tnew(11, 0)
   -- The birth time is the tick's: a clock read per spawn costs more than
   -- an age needs (dumps show it to the millisecond).
   t[T_CO], t[T_PARENT], t[T_SEQ], t[T_ID], t[T_BORN] = fn, parent, 0, id,
     tick_time
-  t[T_WAIT], t[T_X] = false, false
+  t[T_WAIT], t[T_X], t[T_HOOK] = false, false, false
   set_ctx(t, ctx)
   setmetatable(t, TaskMT)
   if parent then
@@ -941,7 +956,7 @@ end
 -- returns true, the error is handled and goes nowhere else.
 function S.spawn_hooked(parent, fn, args, ctx, on_done, name)
   local t = spawn(fn, parent, ctx, name, args)
-  ext(t).on_done = on_done
+  t[T_HOOK] = on_done
   return t
 end
 
@@ -1180,11 +1195,11 @@ local function done_one(t)
     if x.node and not x.keep_node then node_cancel(x.node, SCOPE_END) end
     local q = x.joinq
     if q and wake_joiners(q) then handled = true end
-    -- A group, limiter or jobs set that started the task takes its end
-    -- and, if it says so, its error (see spawn_hooked).
-    local hook = x.on_done
-    if hook and hook(t, err) then handled = true end
   end
+  -- A group, limiter or jobs set that started the task takes its end
+  -- and, if it says so, its error (see spawn_hooked).
+  local hook = t[T_HOOK]
+  if hook and hook(t, err) then handled = true end
   local p = t[T_PARENT]
   if not p then
     root_done(t, not handled and err or nil)
@@ -1308,7 +1323,13 @@ end
 local function body(t, fn, args) -- luacheck: ignore 232
   while true do
     if args then
-      returned(fn, fn(unpack(args, 1, args.n)))
+      -- A context alone is passed as itself (a group's task gets just its
+      -- context): one table fewer per task than { n = 1, ctx }.
+      if getmetatable(args) == CtxMT then
+        returned(fn, fn(args))
+      else
+        returned(fn, fn(unpack(args, 1, args.n)))
+      end
     else
       returned(fn, fn())
     end
