@@ -10,6 +10,15 @@
 ** callback then only cleans up (an open that succeeded after its wait was
 ** cancelled closes its descriptor), so nothing leaks and nothing is
 ** delivered to a wait that is gone.
+**
+** An open file is a struct fsfile, which Lua holds through a box (FD_MT).
+** Every request on its descriptor counts in nreq until its callback has
+** run, so the descriptor is closed only when no thread of the pool can
+** still use it: a descriptor closed under a queued or running request
+** could be reused by the next open, and the request would then read or
+** write that other file (gh-11). Closing a file with requests in flight
+** cancels those still queued (they fail with EBADF) and leaves the close
+** to the last one to call back.
 */
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -21,12 +30,26 @@
 
 #define FD_MT "weft.fs.fd"
 
+/* An open descriptor and the requests that use it (see above). */
+struct fsfile {
+  uv_file fd;          /* -1 once closed, or handed to a close request */
+  int nreq;            /* requests on fd whose callbacks have not run */
+  int boxed;           /* a Lua box still points here */
+  int closing;         /* no new requests; fd closes when nreq is 0 */
+  int temp;            /* path is a temporary file, removed at the end */
+  struct fsreq *reqs;  /* the nreq requests, for close to cancel */
+  char path[];         /* for error messages and the temporary file */
+};
+
 struct fsreq {
   uv_fs_t req;
   weft_runtime *rt;
   int id;
   int abandoned;
   int temp;  /* open: a file this open creates, removed if abandoned */
+  struct fsfile *file;   /* the file this request uses, or NULL */
+  struct fsfile *opened; /* open: the file it makes, until Lua has it */
+  struct fsreq *next, *prev; /* in file->reqs */
   char *buf; /* read: the bytes; write: a copy of the data */
   size_t len;
   int mapped; /* buf is an anonymous mapping of len bytes (read_buf) */
@@ -45,6 +68,7 @@ static struct fsreq *fsreq_new(lua_State *L, const char *what) {
 
 static void fsreq_free(struct fsreq *r) {
   uv_fs_req_cleanup(&r->req);
+  free(r->opened);
   if (r->mapped)
     munmap(r->buf, r->len);
   else
@@ -83,7 +107,7 @@ static int read_buf(struct fsreq *r, size_t len) {
 /* The error of a failed request: "OPERATION PATH: text". */
 static int push_fail(lua_State *L, struct fsreq *r) {
   char what[PATH_MAX + 80];
-  const char *path = r->req.path;
+  const char *path = r->file != NULL ? r->file->path : r->req.path;
   snprintf(what, sizeof what, "%s%s%s", r->what, path ? " " : "",
            path ? path : "");
   return weft__io_push_error(L, (int)r->req.result, what);
@@ -136,10 +160,13 @@ static int push_result(lua_State *L, void *ud) {
   case UV_FS_OPEN: {
     /* NOTE: a box, not a number: the task this wakes may never run (the
     ** runtime is freed first), and a bare number in its run queue entry
-    ** leaked the descriptor (gh-11). fscore.take unboxes it; a box nobody
-    ** took closes it when collected. */
-    int *box = lua_newuserdata(L, sizeof *box);
-    *box = (int)q->result;
+    ** leaked the descriptor (gh-11); a box nobody uses closes it when
+    ** collected. */
+    struct fsfile **box = lua_newuserdata(L, sizeof *box);
+    *box = r->opened;
+    r->opened = NULL;
+    (*box)->fd = (uv_file)q->result;
+    (*box)->boxed = 1;
     luaL_getmetatable(L, FD_MT);
     lua_setmetatable(L, -2);
     return 1;
@@ -158,6 +185,56 @@ static int push_result(lua_State *L, void *ud) {
   }
   default: lua_pushboolean(L, 1); return 1;
   }
+}
+
+/* Close f's descriptor and remove its temporary file, synchronously (on
+** the loop thread: a close and an unlink are quick, and the callers, a
+** finalizer and the last request's callback, cannot wait); free f once
+** Lua has no box for it. Only when no request uses f. */
+static void file_finish(struct fsfile *f) {
+  uv_fs_t c;
+  if (f->fd >= 0) {
+    uv_fs_close(NULL, &c, f->fd, NULL);
+    uv_fs_req_cleanup(&c);
+    f->fd = -1;
+  }
+  if (f->temp) {
+    uv_fs_unlink(NULL, &c, f->path, NULL);
+    uv_fs_req_cleanup(&c);
+    f->temp = 0;
+  }
+  if (!f->boxed) free(f);
+}
+
+/* Request r starts using f. */
+static void file_use(struct fsfile *f, struct fsreq *r) {
+  r->file = f;
+  r->prev = NULL;
+  r->next = f->reqs;
+  if (f->reqs != NULL) f->reqs->prev = r;
+  f->reqs = r;
+  f->nreq++;
+}
+
+/* Request r called back: the last one on a closing file closes it. */
+static void file_unuse(struct fsreq *r) {
+  struct fsfile *f = r->file;
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    f->reqs = r->next;
+  if (r->next != NULL) r->next->prev = r->prev;
+  r->file = NULL;
+  if (--f->nreq == 0 && f->closing) file_finish(f);
+}
+
+/* No new requests on f; those still queued are cancelled (their callbacks
+** report EBADF) and the last one closes f. Returns whether f is idle. */
+static int file_close(struct fsfile *f) {
+  f->closing = 1;
+  for (struct fsreq *r = f->reqs; r != NULL; r = r->next)
+    uv_cancel((uv_req_t *)&r->req);
+  return f->nreq == 0;
 }
 
 static void on_fs(uv_fs_t *q) {
@@ -179,44 +256,91 @@ static void on_fs(uv_fs_t *q) {
       }
     }
   } else {
+    /* Cancelled by the file's close, not by its waiter. */
+    if (q->result == UV_ECANCELED && r->file != NULL && r->file->closing)
+      q->result = UV_EBADF;
     weft__io_complete(r->rt, r->id, push_result, r);
   }
+  if (r->file != NULL) file_unuse(r);
   fsreq_free(r);
 }
 
-/* Start request r (rc is what the uv_fs_* call returned). */
-static int started(lua_State *L, struct fsreq *r, int rc) {
+/* Start request r (rc is what the uv_fs_* call returned); a request on
+** file f (or NULL) counts in f->nreq until it calls back. */
+static int started_on(lua_State *L, struct fsreq *r, struct fsfile *f,
+                      int rc) {
   if (rc < 0) {
     r->req.result = rc;
     int n = push_fail(L, r);
     fsreq_free(r);
     return n;
   }
+  if (f != NULL) file_use(f, r);
   lua_pushlightuserdata(L, r);
   return 1;
+}
+
+static int started(lua_State *L, struct fsreq *r, int rc) {
+  return started_on(L, r, NULL, rc);
 }
 
 /*{======================================================================
 ** Lua binding: weft.fscore, used by lua/weft/fs.lua. Each function takes
 ** an operation id first and returns the request, or nil, err when it
-** could not start.
+** could not start. The file functions take an open's box.
 **=======================================================================*/
 
 static uv_loop_t *loop_of(struct fsreq *r) {
   return r->rt->loop;
 }
 
+/* A path argument: a string with no zero byte, which the system call
+** would take for its end (and so open another file). */
+static const char *checkpath(lua_State *L, int arg) {
+  size_t n;
+  const char *p = luaL_checklstring(L, arg, &n);
+  if (strlen(p) != n) luaL_argerror(L, arg, "path contains a zero byte");
+  return p;
+}
+
+static struct fsfile *checkfile(lua_State *L, int arg) {
+  struct fsfile *f = *(struct fsfile **)luaL_checkudata(L, arg, FD_MT);
+  if (f == NULL) luaL_error(L, "attempt to use a closed file");
+  return f;
+}
+
+/* A request on file argument 2 fails at once, with EBADF, once the file is
+** closing: its descriptor may be another file's by now. */
+static int closed_fail(lua_State *L, struct fsreq *r, struct fsfile *f) {
+  r->file = f; /* for the path in the message; not counted */
+  r->req.result = UV_EBADF;
+  int n = push_fail(L, r);
+  r->file = NULL;
+  fsreq_free(r);
+  return n;
+}
+
+/* An offset argument: -1 (at the file's position) or a byte offset. */
+static int64_t checkoffset(lua_State *L, int arg) {
+  lua_Number off = luaL_optnumber(L, arg, -1);
+  if (!(off == -1 || (off >= 0 && off <= 9007199254740992.0)))
+    luaL_argerror(L, arg, "offset from 0 to 2^53 expected");
+  return (int64_t)off;
+}
+
 /* fscore.stat(id, path) / lstat */
 static int lfs_stat(lua_State *L) {
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = checkpath(L, 2);
   struct fsreq *r = fsreq_new(L, "stat");
   return started(L, r, uv_fs_stat(loop_of(r), &r->req, path, on_fs));
 }
 
+/* fscore.fstat(id, file) */
 static int lfs_fstat(lua_State *L) {
-  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  struct fsfile *f = checkfile(L, 2);
   struct fsreq *r = fsreq_new(L, "fstat");
-  return started(L, r, uv_fs_fstat(loop_of(r), &r->req, fd, on_fs));
+  if (f->closing) return closed_fail(L, r, f);
+  return started_on(L, r, f, uv_fs_fstat(loop_of(r), &r->req, f->fd, on_fs));
 }
 
 static int open_flags(lua_State *L, const char *mode) {
@@ -230,51 +354,98 @@ static int open_flags(lua_State *L, const char *mode) {
   return luaL_argerror(L, 3, "mode 'r', 'r+', 'w', 'w+', 'a', 'a+' or 'wx'");
 }
 
-/* fscore.open(id, path, mode, perm [, temp]) -> fd box (fscore.take): temp
-** (with mode "wx") removes the file if the wait is abandoned. */
+/* fscore.open(id, path, mode, perm [, temp]) -> file box: temp (with mode
+** "wx") makes a temporary file, removed when the file is collected (or the
+** runtime freed) unless fscore.keep says otherwise, or at once if the
+** wait is abandoned. */
 static int lfs_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 2);
+  size_t n;
+  const char *path = checkpath(L, 2);
   int flags = open_flags(L, luaL_optstring(L, 3, "r")) | O_CLOEXEC;
   int perm = (int)luaL_optinteger(L, 4, 0666);
   int temp = lua_toboolean(L, 5) && (flags & O_EXCL);
   struct fsreq *r = fsreq_new(L, "open");
+  n = strlen(path);
+  /* Made now: the callback cannot fail, and a box needs nothing else. */
+  r->opened = calloc(1, sizeof *r->opened + n + 1);
+  if (r->opened == NULL) {
+    fsreq_free(r);
+    return luaL_error(L, "weft.fs: out of memory");
+  }
+  r->opened->fd = -1;
+  r->opened->temp = temp;
+  memcpy(r->opened->path, path, n + 1);
   r->temp = temp;
   return started(L, r,
                  uv_fs_open(loop_of(r), &r->req, path, flags, perm, on_fs));
 }
 
-/* fscore.close(id, fd) */
+/* fscore.release(file) -> whether the caller must close it now: no new
+** request may use it; if requests still do, the last one closes it. */
+static int lfs_release(lua_State *L) {
+  struct fsfile *f = checkfile(L, 1);
+  if (f->closing) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushboolean(L, file_close(f) && f->fd >= 0);
+  return 1;
+}
+
+/* fscore.close(id, file): after fscore.release said so. */
 static int lfs_close(lua_State *L) {
-  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  struct fsfile *f = checkfile(L, 2);
+  uv_file fd = f->fd;
+  if (!f->closing || f->nreq > 0 || fd < 0)
+    return luaL_error(L, "weft.fs: close of a busy or closed file");
+  f->fd = -1; /* the close request's now */
   struct fsreq *r = fsreq_new(L, "close");
   return started(L, r, uv_fs_close(loop_of(r), &r->req, fd, on_fs));
 }
 
-/* fscore.read(id, fd, len, offset): offset -1 reads at the position. */
+/* fscore.keep(file): its temporary file is no longer one (renamed, or
+** removed by the caller). */
+static int lfs_keep(lua_State *L) {
+  checkfile(L, 1)->temp = 0;
+  return 0;
+}
+
+/* fscore.read(id, file, len, offset): offset -1 reads at the position. */
 static int lfs_read(lua_State *L) {
-  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  struct fsfile *f = checkfile(L, 2);
   lua_Number len = luaL_checknumber(L, 3);
-  int64_t off = (int64_t)luaL_optnumber(L, 4, -1);
+  int64_t off = checkoffset(L, 4);
   if (!(len >= 0 && len <= 0x7fffffff))
     return luaL_argerror(L, 3, "length from 0 to 2^31-1 expected");
   struct fsreq *r = fsreq_new(L, "read");
+  if (f->closing) return closed_fail(L, r, f);
   if (read_buf(r, (size_t)len) != 0) {
     fsreq_free(r);
     return luaL_error(L, "weft.fs: out of memory");
   }
   uv_buf_t b = uv_buf_init(r->buf, (unsigned)r->len);
-  return started(L, r, uv_fs_read(loop_of(r), &r->req, fd, &b, 1, off, on_fs));
+  return started_on(L, r, f,
+                    uv_fs_read(loop_of(r), &r->req, f->fd, &b, 1, off, on_fs));
 }
 
-/* fscore.write(id, fd, data, offset) */
+/* fscore.write(id, file, data, offset [, from]): data from byte from
+** (0-based, default 0), so a short write goes on without a substring. */
 static int lfs_write(lua_State *L) {
-  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  struct fsfile *f = checkfile(L, 2);
   size_t n;
   const char *data = luaL_checklstring(L, 3, &n);
-  int64_t off = (int64_t)luaL_optnumber(L, 4, -1);
-  if (n > 0x7fffffff) return luaL_argerror(L, 3, "at most 2 GiB at once");
+  int64_t off = checkoffset(L, 4);
+  lua_Number from = luaL_optnumber(L, 5, 0);
+  if (!(from >= 0 && from <= (lua_Number)n))
+    return luaL_argerror(L, 5, "start within the data expected");
+  data += (size_t)from;
+  n -= (size_t)from;
+  if (n > 0x7fffffff) n = 0x7fffffff; /* a short write: the caller goes on */
   struct fsreq *r = fsreq_new(L, "write");
-  /* A copy: the string may be collected while the thread pool writes. */
+  if (f->closing) return closed_fail(L, r, f);
+  /* NOTE: a copy, though the caller's string would do: weft_free closes
+  ** the Lua state before the loop drains, so the string could be freed
+  ** while the thread pool still writes from it. */
   r->buf = malloc(n > 0 ? n : 1);
   if (r->buf == NULL) {
     fsreq_free(r);
@@ -283,41 +454,43 @@ static int lfs_write(lua_State *L) {
   memcpy(r->buf, data, n);
   r->len = n;
   uv_buf_t b = uv_buf_init(r->buf, (unsigned)n);
-  return started(L, r, uv_fs_write(loop_of(r), &r->req, fd, &b, 1, off, on_fs));
+  return started_on(L, r, f,
+                    uv_fs_write(loop_of(r), &r->req, f->fd, &b, 1, off, on_fs));
 }
 
-/* fscore.fsync(id, fd) */
+/* fscore.fsync(id, file) */
 static int lfs_fsync(lua_State *L) {
-  uv_file fd = (uv_file)luaL_checkinteger(L, 2);
+  struct fsfile *f = checkfile(L, 2);
   struct fsreq *r = fsreq_new(L, "fsync");
-  return started(L, r, uv_fs_fsync(loop_of(r), &r->req, fd, on_fs));
+  if (f->closing) return closed_fail(L, r, f);
+  return started_on(L, r, f, uv_fs_fsync(loop_of(r), &r->req, f->fd, on_fs));
 }
 
 /* fscore.rename(id, from, to) */
 static int lfs_rename(lua_State *L) {
-  const char *from = luaL_checkstring(L, 2);
-  const char *to = luaL_checkstring(L, 3);
+  const char *from = checkpath(L, 2);
+  const char *to = checkpath(L, 3);
   struct fsreq *r = fsreq_new(L, "rename");
   return started(L, r, uv_fs_rename(loop_of(r), &r->req, from, to, on_fs));
 }
 
 /* fscore.unlink(id, path) */
 static int lfs_unlink(lua_State *L) {
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = checkpath(L, 2);
   struct fsreq *r = fsreq_new(L, "remove");
   return started(L, r, uv_fs_unlink(loop_of(r), &r->req, path, on_fs));
 }
 
 /* fscore.rmdir(id, path) */
 static int lfs_rmdir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = checkpath(L, 2);
   struct fsreq *r = fsreq_new(L, "remove");
   return started(L, r, uv_fs_rmdir(loop_of(r), &r->req, path, on_fs));
 }
 
 /* fscore.mkdir(id, path, perm) */
 static int lfs_mkdir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = checkpath(L, 2);
   int perm = (int)luaL_optinteger(L, 3, 0777);
   struct fsreq *r = fsreq_new(L, "mkdir");
   return started(L, r, uv_fs_mkdir(loop_of(r), &r->req, path, perm, on_fs));
@@ -325,14 +498,14 @@ static int lfs_mkdir(lua_State *L) {
 
 /* fscore.scandir(id, path) */
 static int lfs_scandir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = checkpath(L, 2);
   struct fsreq *r = fsreq_new(L, "readdir");
   return started(L, r, uv_fs_scandir(loop_of(r), &r->req, path, 0, on_fs));
 }
 
 /* fscore.mkdtemp(id, template) */
 static int lfs_mkdtemp(lua_State *L) {
-  const char *tpl = luaL_checkstring(L, 2);
+  const char *tpl = checkpath(L, 2);
   struct fsreq *r = fsreq_new(L, "tmpdir");
   return started(L, r, uv_fs_mkdtemp(loop_of(r), &r->req, tpl, on_fs));
 }
@@ -346,41 +519,25 @@ static int lfs_cancel(lua_State *L) {
   return 0;
 }
 
-/* fscore.close_now(fd): close a descriptor at once (for __gc, which cannot
-** wait); errors are ignored, as fclose's are in a finalizer. */
-static int lfs_close_now(lua_State *L) {
-  uv_fs_t c;
-  uv_fs_close(NULL, &c, (uv_file)luaL_checkinteger(L, 1), NULL);
-  uv_fs_req_cleanup(&c);
-  return 0;
-}
-
-/* fscore.take(box) -> fd: the descriptor of an open's box, once. */
-static int lfs_take(lua_State *L) {
-  int *box = luaL_checkudata(L, 1, FD_MT);
-  if (*box < 0) return luaL_error(L, "weft.fs: descriptor already taken");
-  lua_pushinteger(L, *box);
-  *box = -1;
-  return 1;
-}
-
+/* A box Lua dropped (or lua_close collected): the file closes now, or when
+** its last request calls back; a temporary file not kept goes with it. */
 static int lfd__gc(lua_State *L) {
-  int *box = luaL_checkudata(L, 1, FD_MT);
-  if (*box >= 0) {
-    uv_fs_t c;
-    uv_fs_close(NULL, &c, (uv_file)*box, NULL);
-    uv_fs_req_cleanup(&c);
-    *box = -1;
-  }
+  struct fsfile **box = luaL_checkudata(L, 1, FD_MT);
+  struct fsfile *f = *box;
+  if (f == NULL) return 0;
+  *box = NULL;
+  f->boxed = 0;
+  if (file_close(f)) file_finish(f);
   return 0;
 }
 
 static int lfd__tostring(lua_State *L) {
-  int *box = luaL_checkudata(L, 1, FD_MT);
-  if (*box < 0)
-    lua_pushfstring(L, FD_MT ": %p (taken)", (void *)box);
+  struct fsfile **box = luaL_checkudata(L, 1, FD_MT);
+  struct fsfile *f = *box;
+  if (f == NULL || f->closing)
+    lua_pushfstring(L, FD_MT ": %p (closed)", (void *)box);
   else
-    lua_pushfstring(L, FD_MT ": %p (%d)", (void *)box, *box);
+    lua_pushfstring(L, FD_MT ": %p (%d)", (void *)box, f->fd);
   return 1;
 }
 
@@ -412,8 +569,8 @@ int weft__open_fscore(lua_State *L) {
       {"scandir", lfs_scandir},
       {"mkdtemp", lfs_mkdtemp},
       {"cancel", lfs_cancel},
-      {"close_now", lfs_close_now},
-      {"take", lfs_take},
+      {"release", lfs_release},
+      {"keep", lfs_keep},
       {NULL, NULL},
   };
   lua_newtable(L);

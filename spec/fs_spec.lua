@@ -175,3 +175,83 @@ describe("weft.fs", function()
       assert.equal(50, #fs.readdir(tmp()))
     end))
 end)
+
+-- blocked_pool(fifo, fn): run fn while every thread of libuv's pool is
+-- blocked in an open of a FIFO, so that the requests fn makes stay queued;
+-- fn(unblock) may unblock early: unblock opens the FIFO for writing (each
+-- blocked open then returns) and waits for the blocked tasks to close what
+-- they opened. Unblocked in any case: a pool left blocked would hang the
+-- process at exit.
+local function blocked_pool(fifo, fn)
+  assert(select(2, H.sh("mkfifo " .. fifo)) == 0)
+  local n = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
+  local g, w = weft.group(), nil
+  for _ = 1, n do
+    g:go(function() assert(fs.open(fifo, "r")):close() end)
+  end
+  weft.sleep(0) -- NOTE: their opens are submitted before fn's requests
+  local function unblock()
+    if w then return end
+    w = assert(io.open(fifo, "w")) -- the blocked opens return
+    assert.is_nil(g:wait())
+    w:close()
+  end
+  local ok, err = pcall(fn, unblock)
+  unblock()
+  if not ok then error(err, 0) end
+end
+
+describe("weft.fs files closed under requests", function()
+  after_each(function()
+    if dir then rmtree(dir) end
+  end)
+
+  it("gh-11: close fails the queued requests on a file, and its " ..
+    "descriptor is not reused under them", spec(function()
+      local a, b = tmp() .. "/a", tmp() .. "/b"
+      assert(fs.write_file(a, ("A"):rep(100)))
+      assert(fs.write_file(b, ("B"):rep(100)))
+      local f = assert(fs.open(a))
+      local g, got, others = weft.group(), {}, {}
+      blocked_pool(tmp() .. "/fifo", function(unblock)
+        for i = 1, 8 do
+          g:go(function()
+            local v, err = f:read(10)
+            got[i] = v or err.kind
+          end)
+        end
+        weft.sleep(0) -- the reads are queued behind the blocked opens
+        -- The closer opens files at once, which may take the number f's
+        -- descriptor had.
+        g:go(function()
+          assert.is_true(f:close())
+          for i = 1, 4 do others[i] = assert(fs.open(b)) end
+        end)
+        weft.sleep(0)
+        unblock()
+        assert.is_nil(g:wait())
+      end)
+      for i = 1, 8 do assert.equal("EBADF", got[i]) end
+      for i = 1, 4 do
+        assert.equal(("B"):rep(10), others[i]:read(10))
+        others[i]:close()
+      end
+    end))
+
+  it("gh-11: a request that fails for a closed file names the file",
+    spec(function()
+      local p = tmp() .. "/c"
+      assert(fs.write_file(p, "x"))
+      local f = assert(fs.open(p))
+      local err, t
+      blocked_pool(tmp() .. "/fifo", function()
+        t = weft.go(function() err = select(2, f:read(1)) end)
+        weft.sleep(0)
+        weft.go(function() f:close() end)
+        weft.sleep(0) -- f closes before the pool runs the read
+      end)
+      t:join()
+      assert.equal("EBADF", err.kind)
+      assert.matches("read " .. p:gsub("%p", "%%%0"), err.message)
+    end))
+end)

@@ -8,7 +8,7 @@ local io = require "weft.io"
 local errors = require "weft.errors"
 local fscore = require "weft.fscore"
 
-local call, cancel, take = io.call, fscore.cancel, fscore.take
+local call, cancel = io.call, fscore.cancel
 local type, format, setmetatable, getmetatable = type, string.format,
   setmetatable, getmetatable
 local concat = table.concat
@@ -31,19 +31,24 @@ local function path_arg(p, argn, fname)
   return p
 end
 
--- Clean-up waits under background: a cancelled task still closes what it
--- opened (a shield), and close cannot be cancelled half-way.
-local function close_fd(fd)
-  return call(background, "weft.fs: close", fscore.close, cancel, fd)
+-- close_file(h) -> true | nil, err: no request may use file h any more.
+-- If some still do (another task's, or one whose wait was cancelled), the
+-- last of them closes it (runtime/fs.c), and its error, if any, is lost.
+-- Else it is closed now, waited for under background: a cancelled task
+-- still closes what it opened (a shield), and a close cannot be cancelled
+-- half-way.
+local function close_file(h)
+  if not fscore.release(h) then return true end
+  return call(background, "weft.fs: close", fscore.close, cancel, h)
 end
 
 --[[ Whole files ]]
 
-local function read_all(fd, size, ctx)
+local function read_all(h, size, ctx)
   local parts, n = {}, 0
   local want = size > 0 and size or CHUNK
   while true do
-    local data, err = call(ctx, "weft.fs.read_file", fscore.read, cancel, fd,
+    local data, err = call(ctx, "weft.fs.read_file", fscore.read, cancel, h,
       want)
     if not data then return nil, err end
     if #data == 0 then break end
@@ -59,27 +64,29 @@ end
 function M.read_file(path, ctx)
   path_arg(path, 1, "read_file")
   ctx = ctxarg(ctx, 2, "read_file")
-  local fd, err = call(ctx, "weft.fs.read_file", fscore.open, cancel, path,
+  local h, err = call(ctx, "weft.fs.read_file", fscore.open, cancel, path,
     "r")
-  if not fd then return nil, err end
-  fd = take(fd)
+  if not h then return nil, err end
   local st
-  st, err = call(ctx, "weft.fs.read_file", fscore.fstat, cancel, fd)
+  st, err = call(ctx, "weft.fs.read_file", fscore.fstat, cancel, h)
   local data
-  if st then data, err = read_all(fd, st.size, ctx) end
-  close_fd(fd)
+  if st then data, err = read_all(h, st.size, ctx) end
+  close_file(h)
   if not data then return nil, err end
   return data
 end
 
-local function write_all(fd, data, ctx, fname)
+-- write_all(h, data, pos, ctx, fname) -> true | nil, err, written: all of
+-- data at pos (-1: at the end, for append), a short write going on from
+-- where it stopped (fscore.write takes the start: no substring is made).
+local function write_all(h, data, pos, ctx, fname)
   local off = 0
-  while off < #data do
-    local chunk = off == 0 and data or data:sub(off + 1)
-    local n, err = call(ctx, fname, fscore.write, cancel, fd, chunk)
-    if not n then return nil, err end
+  repeat
+    local n, err = call(ctx, fname, fscore.write, cancel, h, data,
+      pos < 0 and -1 or pos + off, off)
+    if not n then return nil, err, off end
     off = off + n
-  end
+  until off >= #data
   return true
 end
 
@@ -98,19 +105,19 @@ function M.write_file(path, data, ctx)
   local tmp = format("%s.tmp-%d-%d", path, os.time(), tmp_seq)
   local fname = "weft.fs.write_file"
   -- temp: an open abandoned by a cancel removes the file it made.
-  local fd, err = call(ctx, fname, fscore.open, cancel, tmp, "wx", 438, true)
-  if not fd then return nil, err end
-  fd = take(fd)
+  -- temp: the file is removed if this task never gets to rename it (an
+  -- open abandoned by a cancel, the runtime freed meanwhile: runtime/fs.c).
+  local h, err = call(ctx, fname, fscore.open, cancel, tmp, "wx", 438, true)
+  if not h then return nil, err end
   local ok
-  ok, err = write_all(fd, data, ctx, fname)
-  if ok then ok, err = call(ctx, fname, fscore.fsync, cancel, fd) end
-  local cok, cerr = close_fd(fd)
+  ok, err = write_all(h, data, 0, ctx, fname)
+  if ok then ok, err = call(ctx, fname, fscore.fsync, cancel, h) end
+  local cok, cerr = close_file(h)
   if ok and not cok then ok, err = nil, cerr end
   if ok then ok, err = call(ctx, fname, fscore.rename, cancel, tmp, path) end
-  if not ok then
-    call(background, fname, fscore.unlink, cancel, tmp)
-    return nil, err
-  end
+  if not ok then call(background, fname, fscore.unlink, cancel, tmp) end
+  fscore.keep(h)
+  if not ok then return nil, err end
   return true
 end
 
@@ -121,7 +128,7 @@ local FileMT = { __index = File, __name = "weft.fs.file" }
 
 local function check_file(f, fname)
   S.checkmt(f, FileMT, 1, fname)
-  if f.fd == nil then error("attempt to use a closed file", 3) end
+  if f.h == nil then error("attempt to use a closed file", 3) end
   return f
 end
 
@@ -140,21 +147,11 @@ function M.open(path, mode, ctx)
       "expected")
   end
   ctx = ctxarg(ctx, 3, "open")
-  local fd, err = call(ctx, "weft.fs.open", fscore.open, cancel, path, mode)
-  if not fd then return nil, err end
-  fd = take(fd)
-  local f = setmetatable({ fd = fd, pos = 0, path = path,
+  local h, err = call(ctx, "weft.fs.open", fscore.open, cancel, path, mode)
+  if not h then return nil, err end
+  -- h: a file nobody closed is closed when h is collected (runtime/fs.c).
+  return setmetatable({ h = h, pos = 0, path = path,
     append = mode:sub(1, 1) == "a" }, FileMT)
-  -- A file nobody closed is closed when collected (at once: __gc cannot
-  -- wait).
-  f.guard = newproxy(true)
-  getmetatable(f.guard).__gc = function()
-    if f.fd then
-      fscore.close_now(f.fd)
-      f.fd = nil
-    end
-  end
-  return f
 end
 
 -- file:read([n [, ctx]]) -> data | nil, err (kind "EOF" at the end)
@@ -164,7 +161,7 @@ function File.read(f, n, ctx)
     S.typeerror(2, "read", "non-negative number", n)
   end
   ctx = ctxarg(ctx, 3, "read")
-  local data, err = call(ctx, "file:read", fscore.read, cancel, f.fd,
+  local data, err = call(ctx, "file:read", fscore.read, cancel, f.h,
     n or CHUNK, f.pos)
   if not data then return nil, err end
   if #data == 0 and (n or CHUNK) > 0 then
@@ -179,15 +176,10 @@ function File.write(f, data, ctx)
   check_file(f, "write")
   if type(data) ~= "string" then S.typeerror(2, "write", "string", data) end
   ctx = ctxarg(ctx, 3, "write")
-  local off = 0
-  while off < #data do
-    local chunk = off == 0 and data or data:sub(off + 1)
-    local n, err = call(ctx, "file:write", fscore.write, cancel, f.fd, chunk,
-      f.append and -1 or f.pos)
-    if not n then return nil, err end
-    off = off + n
-    if not f.append then f.pos = f.pos + n end
-  end
+  local ok, err, n = write_all(f.h, data, f.append and -1 or f.pos, ctx,
+    "file:write")
+  if not f.append then f.pos = f.pos + (n or #data) end
+  if not ok then return nil, err end
   return true
 end
 
@@ -205,7 +197,7 @@ function File.seek(f, whence, offset)
   elseif whence == "cur" then
     base = f.pos
   elseif whence == "end" then
-    local st, err = call(nil, "file:seek", fscore.fstat, cancel, f.fd)
+    local st, err = call(nil, "file:seek", fscore.fstat, cancel, f.h)
     if not st then return nil, err end
     base = st.size
   else
@@ -222,20 +214,20 @@ end
 -- file:sync([ctx]) -> true | nil, err
 function File.sync(f, ctx)
   check_file(f, "sync")
-  return call(ctxarg(ctx, 2, "sync"), "file:sync", fscore.fsync, cancel, f.fd)
+  return call(ctxarg(ctx, 2, "sync"), "file:sync", fscore.fsync, cancel, f.h)
 end
 
 -- file:close() -> true | nil, err; closing twice does nothing.
 function File.close(f)
   S.checkmt(f, FileMT, 1, "close")
-  local fd = f.fd
-  if fd == nil then return true end
-  f.fd = nil
-  return close_fd(fd)
+  local h = f.h
+  if h == nil then return true end
+  f.h = nil
+  return close_file(h)
 end
 
 function FileMT.__tostring(f)
-  return format("weft.fs.file: %s (%s)", f.path, f.fd and "open" or "closed")
+  return format("weft.fs.file: %s (%s)", f.path, f.h and "open" or "closed")
 end
 
 -- weft.fs.lines(path [, ctx]) -> an iterator over the file's lines
