@@ -17,6 +17,9 @@ local CtxMT, background = S.CtxMT, S.background
 local M = {}
 
 local CHUNK = 65536
+local MAXREAD = 0x7fffffff -- one request reads at most this much
+local MAXPOS = 2 ^ 53 -- offsets are exact integers below this
+local floor = math.floor
 
 -- ctxarg(ctx, argn, fname): raise unless ctx is nil or a context.
 local function ctxarg(ctx, argn, fname)
@@ -26,8 +29,13 @@ local function ctxarg(ctx, argn, fname)
   return ctx
 end
 
+-- path_arg: a string with no zero byte (the system call would take it for
+-- the end, and use another path).
 local function path_arg(p, argn, fname)
   if type(p) ~= "string" then S.typeerror(argn, fname, "string", p, 3) end
+  if p:find("\0", 1, true) then
+    S.argerror(argn, fname, "path contains a zero byte", 3)
+  end
   return p
 end
 
@@ -154,17 +162,19 @@ function M.open(path, mode, ctx)
     append = mode:sub(1, 1) == "a" }, FileMT)
 end
 
--- file:read([n [, ctx]]) -> data | nil, err (kind "EOF" at the end)
+-- file:read([n [, ctx]]) -> data | nil, err (kind "EOF" at the end): up
+-- to n whole bytes (default 64 KiB; at most 2 GiB - 1 at once).
 function File.read(f, n, ctx)
   check_file(f, "read")
   if n ~= nil and (type(n) ~= "number" or n ~= n or n < 0) then
     S.typeerror(2, "read", "non-negative number", n)
   end
   ctx = ctxarg(ctx, 3, "read")
-  local data, err = call(ctx, "file:read", fscore.read, cancel, f.h,
-    n or CHUNK, f.pos)
+  n = n and floor(n < MAXREAD and n or MAXREAD) or CHUNK
+  local data, err = call(ctx, "file:read", fscore.read, cancel, f.h, n,
+    f.pos)
   if not data then return nil, err end
-  if #data == 0 and (n or CHUNK) > 0 then
+  if #data == 0 and n > 0 then
     return nil, errors.new("EOF", "file:read " .. f.path .. ": end of file")
   end
   f.pos = f.pos + #data
@@ -189,7 +199,10 @@ function File.seek(f, whence, offset)
   whence = whence or "cur"
   offset = offset or 0
   if type(offset) ~= "number" or offset ~= offset then
-    S.typeerror(2, "seek", "number", offset)
+    S.typeerror(3, "seek", "number", offset)
+  end
+  if offset ~= floor(offset) or offset > MAXPOS or offset < -MAXPOS then
+    S.argerror(3, "seek", "integer expected, within 2^53")
   end
   local base
   if whence == "set" then
@@ -201,11 +214,11 @@ function File.seek(f, whence, offset)
     if not st then return nil, err end
     base = st.size
   else
-    S.argerror(1, "seek", "'set', 'cur' or 'end' expected")
+    S.argerror(2, "seek", "'set', 'cur' or 'end' expected")
   end
-  if base + offset < 0 then
+  if base + offset < 0 or base + offset > MAXPOS then
     return nil, errors.new("EINVAL", "file:seek " .. f.path ..
-      ": position before the start")
+      ": position before the start or past 2^53")
   end
   f.pos = base + offset
   return f.pos
@@ -238,22 +251,22 @@ function M.lines(path, ctx)
   ctx = ctxarg(ctx, 2, "lines")
   local f, err = M.open(path, "r", ctx)
   if not f then error(tostring(err), 2) end
-  local buf, done = "", false
+  -- buf holds what was read and not returned yet, from byte pos on: a
+  -- line is one substring, not a copy of all that follows it too.
+  local buf, pos, done = "", 1, false
   return function()
     while true do
-      local i = buf:find("\n", 1, true)
+      local i = buf:find("\n", pos, true)
       if i then
-        local line = buf:sub(1, i - 1)
-        buf = buf:sub(i + 1)
+        local line = buf:sub(pos, i - 1)
+        pos = i + 1
         return line
       end
       if done then
         f:close()
-        if #buf > 0 then
-          local line = buf
-          buf = ""
-          return line
-        end
+        local line = buf:sub(pos)
+        buf, pos = "", 1
+        if #line > 0 then return line end
         return nil
       end
       local data, rerr = f:read(CHUNK, ctx)
@@ -264,7 +277,7 @@ function M.lines(path, ctx)
         end
         done = true
       else
-        buf = buf .. data
+        buf, pos = buf:sub(pos) .. data, 1
       end
     end
   end

@@ -1,0 +1,168 @@
+-- weft.fs given what it should not be: bad paths, sizes and offsets,
+-- directories for files, files dropped with requests in flight (gh-11).
+local weft = require "weft"
+local H = require "spec.helper"
+local fs = weft.fs
+
+local spec = H.io_task -- no descriptor, task or child left behind
+
+local dir
+local function tmp()
+  if not dir then dir = assert(fs.tmpdir("weft-hostile-")) end
+  return dir
+end
+local function rmtree(path)
+  local st = fs.stat(path)
+  if not st then return end
+  if st.type == "directory" then
+    for _, name in ipairs(assert(fs.readdir(path))) do
+      rmtree(path .. "/" .. name)
+    end
+  end
+  assert(fs.remove(path))
+end
+
+-- raises(pattern, fn, ...): fn(...) raises an error matching pattern.
+local function raises(pattern, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  assert.matches(pattern, err)
+end
+
+describe("weft.fs, hostile", function()
+  after_each(function()
+    if dir then rmtree(dir) end
+    dir = nil
+  end)
+
+  it("gh-11: a path with a zero byte is a bad argument, not a shorter path",
+    spec(function()
+      local p = tmp() .. "/x"
+      assert(fs.write_file(p, "x"))
+      raises("fs_hostile_spec%.lua:%d+: bad argument #1 to 'read_file' " ..
+        "%(path contains a zero byte%)", function()
+          local v = fs.read_file(p .. "\0.txt")
+          return v
+        end)
+      raises("bad argument #1 to 'open' %(path contains a zero byte%)",
+        fs.open, p .. "\0")
+      raises("bad argument #1 to 'write_file'", fs.write_file, p .. "\0y", "")
+      raises("bad argument #1 to 'stat'", fs.stat, p .. "\0")
+      raises("bad argument #2 to 'rename'", fs.rename, p, p .. "\0")
+      raises("bad argument #1 to 'remove'", fs.remove, p .. "\0")
+      raises("bad argument #1 to 'lines'", fs.lines, p .. "\0")
+      assert.equal("x", fs.read_file(p)) -- untouched
+    end))
+
+  it("gh-11: read sizes: fractional, huge, zero", spec(function()
+      local p = tmp() .. "/x"
+      assert(fs.write_file(p, "hello"))
+      local f = assert(fs.open(p))
+      assert.equal("", f:read(0))
+      assert.equal("h", f:read(1.5)) -- whole bytes, as io's read
+      assert.equal("", f:read(0.5)) -- no byte, and not the end
+      assert.equal("ello", f:read(2 ^ 40)) -- as much as there is
+      local v, err = f:read(2 ^ 40)
+      assert.is_nil(v)
+      assert.equal("EOF", err.kind)
+      raises("bad argument #2 to 'read'", f.read, f, 0 / 0)
+      raises("bad argument #2 to 'read'", f.read, f, -1)
+      f:close()
+    end))
+
+  it("gh-11: seek offsets: fractional, huge, NaN, before the start",
+    spec(function()
+      local p = tmp() .. "/x"
+      assert(fs.write_file(p, "hello"))
+      local f = assert(fs.open(p))
+      raises("bad argument #3 to 'seek' %(integer expected", f.seek, f,
+        "set", 1.5)
+      raises("bad argument #3 to 'seek'", f.seek, f, "set", 2 ^ 60)
+      raises("bad argument #3 to 'seek'", f.seek, f, "set", 1 / 0)
+      raises("bad argument #3 to 'seek'", f.seek, f, "set", 0 / 0)
+      raises("bad argument #2 to 'seek'", f.seek, f, "top")
+      local v, err = f:seek("cur", -1)
+      assert.is_nil(v)
+      assert.equal("EINVAL", err.kind)
+      assert.equal(3, f:seek("set", 3))
+      assert.equal("lo", f:read())
+      assert.equal(1000, f:seek("set", 1000)) -- past the end: reads EOF
+      assert.equal("EOF", select(2, f:read()).kind)
+      f:close()
+    end))
+
+  it("gh-11: a directory where a file is expected", spec(function()
+      local d = tmp()
+      local v, err = fs.read_file(d)
+      assert.is_nil(v)
+      assert.equal("EISDIR", err.kind)
+      assert.matches(d:gsub("%p", "%%%0"), err.message)
+      v, err = fs.open(d, "w")
+      assert.is_nil(v)
+      assert.equal("EISDIR", err.kind)
+      assert(fs.mkdir(d .. "/sub"))
+      v, err = fs.write_file(d .. "/sub", "x")
+      assert.is_nil(v)
+      assert.equal("EISDIR", err.kind)
+      assert.same({ "sub" }, fs.readdir(d)) -- and no temporary file
+      raises("illegal operation on a directory", function()
+        for _ in fs.lines(d) do end
+      end)
+    end))
+
+  it("gh-11: a file removed while open reads on, one truncated reads less",
+    spec(function()
+      local p = tmp() .. "/x"
+      assert(fs.write_file(p, ("z"):rep(100000)))
+      local f = assert(fs.open(p))
+      assert(fs.remove(p))
+      assert.equal(("z"):rep(100), f:read(100))
+      f:close()
+      assert(fs.write_file(p, ("z"):rep(100000)))
+      f = assert(fs.open(p, "r+"))
+      assert.equal(("z"):rep(10), f:read(10))
+      local w = assert(fs.open(p, "w")) -- truncates
+      w:close()
+      assert.equal("EOF", select(2, f:read()).kind)
+      f:close()
+    end))
+
+  it("gh-11: close twice, and every method after close", spec(function()
+      local f = assert(fs.open(tmp() .. "/x", "w+"))
+      assert.is_true(f:close())
+      assert.is_true(f:close())
+      raises("attempt to use a closed file", f.read, f)
+      raises("attempt to use a closed file", f.write, f, "x")
+      raises("attempt to use a closed file", f.seek, f)
+      raises("attempt to use a closed file", f.sync, f)
+    end))
+
+  it("gh-11: a file dropped while its cancelled read is in flight",
+    spec(function()
+      local p = tmp() .. "/x"
+      assert(fs.write_file(p, ("q"):rep(1000)))
+      for _ = 1, 20 do
+        local f = assert(fs.open(p))
+        local ctx, cancel = weft.with_cancel()
+        local t = weft.go(function() return f:read(1000, ctx) end)
+        weft.sleep(0)
+        cancel()
+        local _, err = t:join()
+        assert.is_true(err == nil or err.kind == "canceled")
+        f = nil -- luacheck: ignore 311
+        collectgarbage()
+        collectgarbage()
+      end
+    end))
+
+  it("gh-11: lines keeps long and many lines whole", spec(function()
+      local p = tmp() .. "/lines"
+      local want = {}
+      for i = 1, 20000 do want[i] = ("%d"):format(i) end
+      want[#want + 1] = ("L"):rep(200000) -- longer than a read
+      assert(fs.write_file(p, table.concat(want, "\n") .. "\n"))
+      local got = {}
+      for l in fs.lines(p) do got[#got + 1] = l end
+      assert.same(want, got)
+    end))
+end)
