@@ -337,11 +337,16 @@ end
 -- A queue is a table whose array part holds entries of four slots (task,
 -- seq, case index, value) from q.h up to q.e; case 0 marks a plain send or
 -- receive, a positive case a select. q.dead counts entries known to be dead.
-local WQ = {}
+-- A queue is told from the other things a task parks on by its key WQ
+-- (a string, so that it is a constant of the constructor: see chan.new).
+local WQ = "weft_waitq"
 S.WQ = WQ
 
 local function wq_new(owner, dir)
-  return { h = 1, e = 1, dead = 0, owner = owner, dir = dir, [WQ] = true }
+  local q = { h = 1, e = 1, dead = 0, owner = false, dir = false,
+    weft_waitq = true }
+  q.owner, q.dir = owner, dir
+  return q
 end
 S.wq_new = wq_new
 
