@@ -165,4 +165,84 @@ describe("weft.fs, hostile", function()
       for l in fs.lines(p) do got[#got + 1] = l end
       assert.same(want, got)
     end))
+
+  it("gh-11: a FIFO reads and writes in order, and cannot seek",
+    spec(function()
+      local fifo = tmp() .. "/fifo"
+      assert(select(2, H.sh("mkfifo " .. fifo)) == 0)
+      local f = assert(fs.open(fifo, "r+"))
+      assert.is_true(f:write("one"))
+      assert.is_true(f:write("two"))
+      assert.equal("onetwo", f:read(6))
+      local v, err = f:seek("set", 0)
+      assert.is_nil(v)
+      assert.equal("ESPIPE", err.kind)
+      f:close()
+    end))
+
+  it("gh-11: a file dropped while its cancelled read blocks in the pool " ..
+    "closes when the read ends", spec(function()
+      local fifo = tmp() .. "/fifo"
+      assert(select(2, H.sh("mkfifo " .. fifo)) == 0)
+      local before = H.nfds()
+      local f = assert(fs.open(fifo, "r+")) -- a read blocks until data
+      local ctx, cancel = weft.with_cancel()
+      local t = weft.go(function() return f:read(10, ctx) end)
+      weft.sleep(0)
+      cancel()
+      local _, err = t:join()
+      assert.equal("canceled", err.kind)
+      f = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      local w = assert(io.open(fifo, "w")) -- the read, if running, ends
+      w:write("x")
+      w:close()
+      -- NOTE: waits for a condition (the read's callback closing the
+      -- FIFO), bounded; not a timing assertion.
+      for _ = 1, 500 do
+        if H.nfds() == before then break end
+        weft.sleep(0.01)
+      end
+      assert.equal(before, H.nfds())
+    end))
+
+  it("gh-11: write_file cancelled at any point leaves the old or the new " ..
+    "contents and no temporary file", spec(function()
+      local p = tmp() .. "/x"
+      local old, new = ("o"):rep(3e6), ("n"):rep(3e6)
+      local replaced = 0
+      for i = 0, 40 do
+        assert(fs.write_file(p, old))
+        local ok, err = weft.scope(function()
+          return fs.write_file(p, new)
+        end, { timeout = i * 2e-4 })
+        if ok then
+          replaced = replaced + 1
+        else
+          assert.equal("deadline", err.kind)
+        end
+        local got = assert(fs.read_file(p))
+        assert.is_true(got == old or got == new)
+        assert.same({ "x" }, fs.readdir(tmp()))
+      end
+      assert.is_true(replaced < 41) -- some were cancelled
+    end))
+
+  it("gh-11: read_file cancelled at any point returns it all or nil, err",
+    spec(function()
+      local p = tmp() .. "/x"
+      local data = ("r"):rep(3e6)
+      assert(fs.write_file(p, data))
+      for i = 0, 40 do
+        local v, err = weft.scope(function()
+          return fs.read_file(p)
+        end, { timeout = i * 1e-4 })
+        if v then
+          assert.equal(data, v)
+        else
+          assert.equal("deadline", err.kind)
+        end
+      end
+    end))
 end)

@@ -162,6 +162,14 @@ function M.open(path, mode, ctx)
     append = mode:sub(1, 1) == "a" }, FileMT)
 end
 
+-- unseekable(f, err) -> whether err says f has no offsets (a FIFO, a
+-- terminal: ESPIPE), which f then remembers, to read and write in order.
+local function unseekable(f, err)
+  if f.pipe or err.kind ~= "ESPIPE" then return false end
+  f.pipe = true
+  return true
+end
+
 -- file:read([n [, ctx]]) -> data | nil, err (kind "EOF" at the end): up
 -- to n whole bytes (default 64 KiB; at most 2 GiB - 1 at once).
 function File.read(f, n, ctx)
@@ -171,8 +179,11 @@ function File.read(f, n, ctx)
   end
   ctx = ctxarg(ctx, 3, "read")
   n = n and floor(n < MAXREAD and n or MAXREAD) or CHUNK
-  local data, err = call(ctx, "file:read", fscore.read, cancel, f.h, n,
-    f.pos)
+  local data, err
+  repeat
+    data, err = call(ctx, "file:read", fscore.read, cancel, f.h, n,
+      f.pipe and -1 or f.pos)
+  until data or not unseekable(f, err)
   if not data then return nil, err end
   if #data == 0 and n > 0 then
     return nil, errors.new("EOF", "file:read " .. f.path .. ": end of file")
@@ -186,8 +197,11 @@ function File.write(f, data, ctx)
   check_file(f, "write")
   if type(data) ~= "string" then S.typeerror(2, "write", "string", data) end
   ctx = ctxarg(ctx, 3, "write")
-  local ok, err, n = write_all(f.h, data, f.append and -1 or f.pos, ctx,
-    "file:write")
+  local ok, err, n
+  repeat
+    ok, err, n = write_all(f.h, data, (f.append or f.pipe) and -1 or f.pos,
+      ctx, "file:write")
+  until ok or n > 0 or not unseekable(f, err)
   if not f.append then f.pos = f.pos + (n or #data) end
   if not ok then return nil, err end
   return true
@@ -203,6 +217,10 @@ function File.seek(f, whence, offset)
   end
   if offset ~= floor(offset) or offset > MAXPOS or offset < -MAXPOS then
     S.argerror(3, "seek", "integer expected, within 2^53")
+  end
+  if f.pipe then
+    return nil, errors.new("ESPIPE", "file:seek " .. f.path ..
+      ": not seekable")
   end
   local base
   if whence == "set" then
