@@ -245,4 +245,25 @@ describe("weft.fs, hostile", function()
         end
       end
     end))
+
+  it("gh-11: read_file of a file too large for a string fails cleanly",
+    spec(function()
+      local p = tmp() .. "/sparse"
+      assert(select(2, H.sh("truncate -s 3G " .. p)) == 0)
+      local v, err = fs.read_file(p)
+      assert.is_nil(v)
+      assert.equal("EFBIG", err.kind)
+      assert.matches("read_file .*sparse: .*too large", err.message)
+    end))
+
+  it("gh-11: bad tmpdir prefixes and mkdir modes blame the caller",
+    spec(function()
+      raises("bad argument #1 to 'tmpdir' %(path contains a zero byte%)",
+        fs.tmpdir, "a\0b")
+      raises("bad argument #2 to 'mkdir' %(mode", fs.mkdir, tmp() .. "/m",
+        { mode = "rwx" })
+      raises("bad argument #2 to 'mkdir' %(mode", fs.mkdir, tmp() .. "/m",
+        { mode = 0 / 0 })
+      assert.is_nil(fs.stat(tmp() .. "/m"))
+    end))
 end)

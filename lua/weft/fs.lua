@@ -19,6 +19,7 @@ local M = {}
 local CHUNK = 65536
 local MAXREAD = 0x7fffffff -- one request reads at most this much
 local MAXPOS = 2 ^ 53 -- offsets are exact integers below this
+local MAXSTR = 0x7fffff00 -- LuaJIT's longest string
 local floor = math.floor
 
 -- ctxarg(ctx, argn, fname): raise unless ctx is nil or a context.
@@ -78,7 +79,12 @@ function M.read_file(path, ctx)
   local st
   st, err = call(ctx, "weft.fs.read_file", fscore.fstat, cancel, h)
   local data
-  if st then data, err = read_all(h, st.size, ctx) end
+  if st and st.size > MAXSTR then
+    err = errors.new("EFBIG", format("weft.fs.read_file %s: file too " ..
+      "large for a string (%.0f bytes)", path, st.size))
+  elseif st then
+    data, err = read_all(h, st.size, ctx)
+  end
   close_file(h)
   if not data then return nil, err end
   return data
@@ -318,6 +324,10 @@ function M.mkdir(path, opts, ctx)
   end
   ctx = ctxarg(ctx, 3, "mkdir")
   local mode = opts and opts.mode or 511
+  if type(mode) ~= "number" or mode ~= floor(mode) or mode < 0 or
+      mode > 4095 then
+    S.argerror(2, "mkdir", "mode from 0 to 0o7777 expected")
+  end
   if not (opts and opts.parents) then
     return call(ctx, "weft.fs.mkdir", fscore.mkdir, cancel, path, mode)
   end
@@ -371,9 +381,7 @@ end
 
 -- weft.fs.tmpdir([prefix] [, ctx]) -> path of a new private directory
 function M.tmpdir(prefix, ctx)
-  if prefix ~= nil and type(prefix) ~= "string" then
-    S.typeerror(1, "tmpdir", "string", prefix)
-  end
+  if prefix ~= nil then path_arg(prefix, 1, "tmpdir") end
   local base = os.getenv("TMPDIR") or "/tmp"
   return call(ctxarg(ctx, 2, "tmpdir"), "weft.fs.tmpdir", fscore.mkdtemp,
     cancel, format("%s/%sXXXXXX", base, prefix or "weft-"))
