@@ -52,7 +52,7 @@ struct fsreq {
   struct fsreq *next, *prev; /* in file->reqs */
   char *buf; /* read: the bytes; write: a copy of the data */
   size_t len;
-  int mapped; /* buf is an anonymous mapping of len bytes (read_buf) */
+  int mapped; /* buf is an anonymous mapping of len bytes (req_buf) */
   char what[64]; /* the operation, for error messages */
 };
 
@@ -76,18 +76,19 @@ static void fsreq_free(struct fsreq *r) {
   free(r);
 }
 
-/* Reads at least this long get a mapping of their own (read_buf). */
+/* Buffers at least this long get a mapping of their own (req_buf). */
 #define MAP_MIN (2u << 20)
 
 /*
-** The buffer a read of len bytes lands in, before lua_pushlstring copies it
-** into the string (LuaJIT's API has no way to fill a string in place, so
-** that second copy stays). A large one is an anonymous mapping asking for
-** huge pages: the read faults in 2 MiB pages instead of 4 KiB ones, and
-** page faults on fresh memory were most of read_file's time (bench/
-** README.md). Without transparent huge pages it is an ordinary mapping.
+** The buffer of r, len bytes: what a read lands in, before
+** lua_pushlstring copies it into the string (LuaJIT's API has no way to
+** fill a string in place, so that second copy stays), or the copy of what
+** a write writes. A large one is an anonymous mapping asking for huge
+** pages: it faults in 2 MiB pages instead of 4 KiB ones, and page faults
+** on fresh memory were most of read_file's time (bench/README.md).
+** Without transparent huge pages it is an ordinary mapping.
 */
-static int read_buf(struct fsreq *r, size_t len) {
+static int req_buf(struct fsreq *r, size_t len) {
   r->len = len;
   if (len >= MAP_MIN) {
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -419,7 +420,7 @@ static int lfs_read(lua_State *L) {
     return luaL_argerror(L, 3, "length from 0 to 2^31-1 expected");
   struct fsreq *r = fsreq_new(L, "read");
   if (f->closing) return closed_fail(L, r, f);
-  if (read_buf(r, (size_t)len) != 0) {
+  if (req_buf(r, (size_t)len) != 0) {
     fsreq_free(r);
     return luaL_error(L, "weft.fs: out of memory");
   }
@@ -446,13 +447,11 @@ static int lfs_write(lua_State *L) {
   /* NOTE: a copy, though the caller's string would do: weft_free closes
   ** the Lua state before the loop drains, so the string could be freed
   ** while the thread pool still writes from it. */
-  r->buf = malloc(n > 0 ? n : 1);
-  if (r->buf == NULL) {
+  if (req_buf(r, n) != 0) {
     fsreq_free(r);
     return luaL_error(L, "weft.fs: out of memory");
   }
   memcpy(r->buf, data, n);
-  r->len = n;
   uv_buf_t b = uv_buf_init(r->buf, (unsigned)n);
   return started_on(L, r, f,
                     uv_fs_write(loop_of(r), &r->req, f->fd, &b, 1, off, on_fs));
