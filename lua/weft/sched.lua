@@ -1169,9 +1169,6 @@ end
 
 local SCOPE_END
 
--- done(t): t's function has returned and all its children have finished.
--- Hand its error to a joiner or to its parent, then tell the parent, which
--- may finish in turn.
 -- wake_joiners(q) -> true if a task was waiting in t:join.
 local function wake_joiners(q)
   local any = false
@@ -1242,7 +1239,9 @@ local function done_one(t)
   return p
 end
 
--- done(t): t and all its children have ended; so may have its ancestors.
+-- done(t): t's function has returned and all its children have finished.
+-- Hand its error to a joiner or to its parent, then tell the parent, which
+-- may finish in turn (done_chain: the loop, apart for the same reason).
 local function done_chain(p)
   while p do p = done_one(p) end
 end
@@ -1365,8 +1364,6 @@ local co_resume, co_create, co_status = coroutine.resume, coroutine.create,
 local waiting = setmetatable({}, { __mode = "k" })
 local task_cos = setmetatable({}, { __mode = "k" })
 
--- ... is all that co_resume returned after ok, however many values (a
--- named second parameter would turn a bare `true` into `true, nil`).
 -- A task that runs a coroutine of its own is not the bottom task while the
 -- coroutine runs: a wait there must not run others inline, since only the
 -- task's own coroutine is checked for whether it can yield (see block).
@@ -1382,6 +1379,8 @@ local function task_resume(co, ...)
   return resumed(b, co_resume(co, ...))
 end
 
+-- ... is all that co_resume returned after ok, however many values (a
+-- named second parameter would turn a bare `true` into `true, nil`).
 local function relay(co, ok, ...)
   local s = ...
   if ok and (s == WAIT or s == YIELD) and R.cur then
