@@ -62,7 +62,7 @@ function M.select(cases, ctx)
   local t = S.cur("select")
   ctx = S.wait_ctx(t, ctx, 2, "select")
   local n = #cases
-  local pick, nready, default = nil, 0, nil
+  local pick, pickc, nready, default = nil, nil, 0, nil
   for i = 1, n do
     local cs = cases[i]
     if type(cs) ~= "table" then
@@ -75,7 +75,7 @@ function M.select(cases, ctx)
         local c = chanof(u, i, "recv")
         if c.bn > 0 or c.closed or wq_ready(c.sq) then
           nready = nready + 1
-          if nready == 1 or random(nready) == 1 then pick = i end
+          if nready == 1 or random(nready) == 1 then pick, pickc = i, c end
         end
       end
     else
@@ -89,7 +89,7 @@ function M.select(cases, ctx)
           end
           if c.closed or c.bn < c.cap or wq_ready(c.rq) then
             nready = nready + 1
-            if nready == 1 or random(nready) == 1 then pick = i end
+            if nready == 1 or random(nready) == 1 then pick, pickc = i, c end
           end
         end
       elseif cs.default then
@@ -110,11 +110,11 @@ function M.select(cases, ctx)
   if pick then
     local cs = cases[pick]
     if cs.recv then
-      local v = try_recv(states[cs.recv])
+      local v = try_recv(pickc)
       if v == nil then return pick, nil, errors.closed() end
       return pick, v
     end
-    if not try_send(states[cs.send], cs.value) then
+    if not try_send(pickc, cs.value) then
       error("send on closed channel", 2)
     end
     return pick
