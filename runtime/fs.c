@@ -310,6 +310,19 @@ static struct fsfile *checkfile(lua_State *L, int arg) {
   return f;
 }
 
+/* Argument arg: a file's box, or a bare descriptor number, which
+** lua/weft/stdio.lua passes for the standard ones (weft never closes
+** those, so no count keeps them open). The file, or NULL for a number. */
+static struct fsfile *checkfd(lua_State *L, int arg, uv_file *fd) {
+  if (lua_type(L, arg) == LUA_TNUMBER) {
+    *fd = (uv_file)luaL_checkinteger(L, arg);
+    return NULL;
+  }
+  struct fsfile *f = checkfile(L, arg);
+  *fd = f->fd;
+  return f;
+}
+
 /* A request on file argument 2 fails at once, with EBADF, once the file is
 ** closing: its descriptor may be another file's by now. */
 static int closed_fail(lua_State *L, struct fsreq *r, struct fsfile *f) {
@@ -411,28 +424,31 @@ static int lfs_keep(lua_State *L) {
   return 0;
 }
 
-/* fscore.read(id, file, len, offset): offset -1 reads at the position. */
+/* fscore.read(id, file, len, offset): offset -1 reads at the position;
+** file is a box or a bare descriptor (checkfd), as for write. */
 static int lfs_read(lua_State *L) {
-  struct fsfile *f = checkfile(L, 2);
+  uv_file fd;
+  struct fsfile *f = checkfd(L, 2, &fd);
   lua_Number len = luaL_checknumber(L, 3);
   int64_t off = checkoffset(L, 4);
   if (!(len >= 0 && len <= 0x7fffffff))
     return luaL_argerror(L, 3, "length from 0 to 2^31-1 expected");
   struct fsreq *r = fsreq_new(L, "read");
-  if (f->closing) return closed_fail(L, r, f);
+  if (f != NULL && f->closing) return closed_fail(L, r, f);
   if (req_buf(r, (size_t)len) != 0) {
     fsreq_free(r);
     return luaL_error(L, "weft.fs: out of memory");
   }
   uv_buf_t b = uv_buf_init(r->buf, (unsigned)r->len);
   return started_on(L, r, f,
-                    uv_fs_read(loop_of(r), &r->req, f->fd, &b, 1, off, on_fs));
+                    uv_fs_read(loop_of(r), &r->req, fd, &b, 1, off, on_fs));
 }
 
 /* fscore.write(id, file, data, offset [, from]): data from byte from
 ** (0-based, default 0), so a short write goes on without a substring. */
 static int lfs_write(lua_State *L) {
-  struct fsfile *f = checkfile(L, 2);
+  uv_file fd;
+  struct fsfile *f = checkfd(L, 2, &fd);
   size_t n;
   const char *data = luaL_checklstring(L, 3, &n);
   int64_t off = checkoffset(L, 4);
@@ -443,7 +459,7 @@ static int lfs_write(lua_State *L) {
   n -= (size_t)from;
   if (n > 0x7fffffff) n = 0x7fffffff; /* a short write: the caller goes on */
   struct fsreq *r = fsreq_new(L, "write");
-  if (f->closing) return closed_fail(L, r, f);
+  if (f != NULL && f->closing) return closed_fail(L, r, f);
   /* NOTE: a copy, though the caller's string would do: weft_free closes
   ** the Lua state before the loop drains, so the string could be freed
   ** while the thread pool still writes from it. */
@@ -454,7 +470,7 @@ static int lfs_write(lua_State *L) {
   memcpy(r->buf, data, n);
   uv_buf_t b = uv_buf_init(r->buf, (unsigned)n);
   return started_on(L, r, f,
-                    uv_fs_write(loop_of(r), &r->req, f->fd, &b, 1, off, on_fs));
+                    uv_fs_write(loop_of(r), &r->req, fd, &b, 1, off, on_fs));
 }
 
 /* fscore.fsync(id, file) */
