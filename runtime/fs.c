@@ -32,13 +32,13 @@
 
 /* An open descriptor and the requests that use it (see above). */
 struct fsfile {
-  uv_file fd;          /* -1 once closed, or handed to a close request */
-  int nreq;            /* requests on fd whose callbacks have not run */
-  int boxed;           /* a Lua box still points here */
-  int closing;         /* no new requests; fd closes when nreq is 0 */
-  int temp;            /* path is a temporary file, removed at the end */
-  struct fsreq *reqs;  /* the nreq requests, for close to cancel */
-  char path[];         /* for error messages and the temporary file */
+  uv_file fd;         /* -1 once closed, or handed to a close request */
+  int nreq;           /* requests on fd whose callbacks have not run */
+  int boxed;          /* a Lua box still points here */
+  int closing;        /* no new requests; fd closes when nreq is 0 */
+  int temp;           /* path is a temporary file, removed at the end */
+  struct fsreq *reqs; /* the nreq requests, for close to cancel */
+  char path[];        /* for error messages and the temporary file */
 };
 
 struct fsreq {
@@ -46,13 +46,13 @@ struct fsreq {
   weft_runtime *rt;
   int id;
   int abandoned;
-  int temp;  /* open: a file this open creates, removed if abandoned */
-  struct fsfile *file;   /* the file this request uses, or NULL */
-  struct fsfile *opened; /* open: the file it makes, until Lua has it */
+  int temp; /* open: a file this open creates, removed if abandoned */
+  struct fsfile *file;       /* the file this request uses, or NULL */
+  struct fsfile *opened;     /* open: the file it makes, until Lua has it */
   struct fsreq *next, *prev; /* in file->reqs */
-  char *buf; /* read: the bytes; write: a copy of the data */
+  char *buf;                 /* read: the bytes; write: a copy of the data */
   size_t len;
-  int mapped; /* buf is an anonymous mapping of len bytes (req_buf) */
+  int mapped;    /* buf is an anonymous mapping of len bytes (req_buf) */
   char what[64]; /* the operation, for error messages */
 };
 
@@ -268,8 +268,7 @@ static void on_fs(uv_fs_t *q) {
 
 /* Start request r (rc is what the uv_fs_* call returned); a request on
 ** file f (or NULL) counts in f->nreq until it calls back. */
-static int started_on(lua_State *L, struct fsreq *r, struct fsfile *f,
-                      int rc) {
+static int started_on(lua_State *L, struct fsreq *r, struct fsfile *f, int rc) {
   if (rc < 0) {
     r->req.result = rc;
     int n = push_fail(L, r);

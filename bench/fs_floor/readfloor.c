@@ -78,7 +78,8 @@ int main(int argc, char **argv) {
     if (strcmp(mode, "cat") == 0) {
       ssize_t n;
       lseek(fd, 0, SEEK_SET);
-      while ((n = read(fd, keep, 128 * 1024)) > 0) sink ^= keep[0];
+      while ((n = read(fd, keep, 128 * 1024)) > 0)
+        sink ^= keep[0];
     } else if (strcmp(mode, "reused") == 0) {
       read_into(fd, keep, len);
       sink ^= keep[len / 2];
