@@ -1,5 +1,11 @@
 -- weft: the public Lua surface. Everything here is re-exported from the
 -- modules that implement it; see docs/api.md for the reference.
+--
+-- Only the core is loaded with weft: tasks and time, contexts, channels,
+-- select, errors and the worker pool. The rest (synchronisation, the
+-- toolkit, the host's stepping, the I/O) is loaded by the first read of
+-- one of its fields, which then holds it like any other field: a script
+-- that uses none of it starts in half the time (issue 14).
 
 local core = require "weft.core"
 local S = require "weft.sched"
@@ -7,24 +13,14 @@ local ctx = require "weft.ctx"
 local chan = require "weft.chan"
 local sel = require "weft.select"
 local errors = require "weft.errors"
-local sync = require "weft.sync"
-local group = require "weft.group"
-local retry = require "weft.retry"
-local pipe = require "weft.pipe"
-local rate = require "weft.rate"
-local heartbeat = require "weft.heartbeat"
-local steward = require "weft.steward"
-local replicate = require "weft.replicate"
+-- Not lazy: it starts the count of jobs and I/O in flight (R.nwork) that
+-- the I/O modules keep and virtual time reads; loading it later would
+-- zero a count in use.
 local work = require "weft.work"
-local fs = require "weft.fs"
-local host = require "weft.host"
-local net = require "weft.net"
-local process = require "weft.process"
-local signal = require "weft.signal"
-local stdio = require "weft.stdio"
 
 local R = S.R
-local type, select, unpack = type, select, unpack
+local type, select, unpack, rawget, rawset = type, select, unpack, rawget,
+  rawset
 
 S.install_coroutine_relay()
 
@@ -57,64 +53,10 @@ local weft = {
   ticker = chan.ticker,
   select = sel.select,
 
-  -- synchronisation and structure
-  mutex = sync.mutex,
-  semaphore = sync.semaphore,
-  once = sync.once,
-  fence = sync.fence,
-  locked = sync.locked,
-  group = group.group,
-  limiter = group.limiter,
-  parallel = group.parallel,
-  concurrently = group.concurrently,
-  jobs = group.jobs,
-  retry = retry.retry,
-  retry_call = retry.retry_call,
-  pipe = {
-    generator = pipe.generator,
-    take = pipe.take,
-    or_done = pipe.or_done,
-    tee = pipe.tee,
-    bridge = pipe.bridge,
-    merge = pipe.merge,
-    first_done = pipe.first_done,
-  },
-
-  -- concurrency at scale
-  rate = {
-    limiter = rate.limiter,
-    multi = rate.multi,
-    every = rate.every,
-    per = rate.per,
-    inf = rate.inf,
-  },
-  heartbeat = heartbeat.heartbeat,
-  steward = steward.steward,
-  replicate = replicate.replicate,
-
   -- CPU work on the worker threads
   work = work.work,
   work_module = work.work_module,
   workers = work.workers,
-
-  -- stepping from a host's own loop
-  start = host.start,
-  step = host.step,
-  timeout = host.timeout,
-  pollfd = host.pollfd,
-  shutdown = host.shutdown,
-  on_error = host.on_error,
-
-  -- I/O
-  fs = fs,
-  tcp = net.tcp,
-  udp = net.udp,
-  dns = net.dns,
-  process = process,
-  signal = signal,
-  stdin = stdio.stdin,
-  stdout = stdio.stdout,
-  stderr = stdio.stderr,
 
   -- errors
   error = errors.error,
@@ -163,5 +105,88 @@ function weft.run(fn, ...)
   end
   return S.results(t)
 end
+
+
+--[[ Fields loaded on first use ]]
+
+-- Field name -> the function that loads it, with the other fields of its
+-- module, into weft. A loader sets no field the program has set first,
+-- and its names are dropped once it has run: each field is then a plain
+-- one, which the program may change or clear, as before.
+local loaders = {}
+
+local function lazy(names, fill)
+  local function load(t)
+    local vals = fill()
+    for i = 1, #names do
+      local k = names[i]
+      loaders[k] = nil
+      if rawget(t, k) == nil then rawset(t, k, vals[k]) end
+    end
+  end
+  for i = 1, #names do loaders[names[i]] = load end
+end
+
+-- These fields of module mod, under the same names.
+local function fields(mod, ...)
+  local names = { ... }
+  lazy(names, function() return require(mod) end)
+end
+
+-- The module mod itself, as field name.
+local function whole(name, mod)
+  lazy({ name }, function() return { [name] = require(mod) } end)
+end
+
+-- A table of these fields of module mod, as field name.
+local function part(name, mod, ...)
+  local keys = { ... }
+  lazy({ name }, function()
+    local m, sub = require(mod), {}
+    for i = 1, #keys do sub[keys[i]] = m[keys[i]] end
+    return { [name] = sub }
+  end)
+end
+
+-- synchronisation and structure
+fields("weft.sync", "mutex", "semaphore", "once", "fence", "locked")
+fields("weft.group", "group", "limiter", "parallel", "concurrently", "jobs")
+fields("weft.retry", "retry", "retry_call")
+part("pipe", "weft.pipe", "generator", "take", "or_done", "tee", "bridge",
+  "merge", "first_done")
+
+-- concurrency at scale
+part("rate", "weft.rate", "limiter", "multi", "every", "per", "inf")
+fields("weft.heartbeat", "heartbeat")
+fields("weft.steward", "steward")
+fields("weft.replicate", "replicate")
+
+-- stepping from a host's own loop
+fields("weft.host", "start", "step", "timeout", "pollfd", "shutdown",
+  "on_error")
+
+-- I/O
+whole("fs", "weft.fs")
+fields("weft.net", "tcp", "udp", "dns")
+whole("process", "weft.process")
+whole("signal", "weft.signal")
+fields("weft.stdio", "stdin", "stdout", "stderr")
+
+local function index(t, k)
+  local load = loaders[k]
+  if load == nil then return nil end
+  load(t)
+  return rawget(t, k)
+end
+
+-- Load every field not loaded yet: for the REPL, whose completion and
+-- pairs(weft) should see them all.
+local function load_all(t)
+  local names = {}
+  for k in pairs(loaders) do names[#names + 1] = k end
+  for i = 1, #names do index(t, names[i]) end
+end
+
+setmetatable(weft, { __index = index, load_all = load_all })
 
 return weft

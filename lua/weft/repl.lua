@@ -13,6 +13,11 @@ local errors = require "weft.errors"
 local format, type, tostring, select = string.format, type, tostring, select
 local concat, sort = table.concat, table.sort
 
+-- weft loads most of its fields on first use (lua/weft/init.lua); at the
+-- prompt, where start-up time does not matter, all of them, so that Tab
+-- and pairs(weft) see every one.
+getmetatable(weft).load_all(weft)
+
 local M = {}
 
 local session = weft.with_cancel(weft.background())
