@@ -6,11 +6,14 @@
 # and weft.fs.read_file. Each figure is MB/s, the median over ROUNDS
 # (default 5) of each contender's own median of five reads (cat: five
 # `cat FILE > /dev/null` back to back, their exec included), with its
-# ratio to cat. WEFT=path/to/weft picks the build (default build-fs/weft).
+# ratio to cat. WEFT=path/to/weft picks the build (default build-fs/weft);
+# WEFT_BASE=path/to/other/weft adds a row for another build, run in the
+# same rounds (a before-and-after comparison).
 set -eu
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 weft=${WEFT:-build-fs/weft}
+base_weft=${WEFT_BASE:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/readfloor" bench/fs_floor/readfloor.c
@@ -40,6 +43,10 @@ while [ "$r" -le "$rounds" ]; do
   [ "$have_go" = 1 ] && "$tmp/readfile_go" "$file" >> "$tmp/go"
   "$weft" bench/weft_bench.lua readfile "$file" |
     awk '{ printf "%.0f\n", $2 }' >> "$tmp/weft"
+  if [ -n "$base_weft" ]; then
+    "$base_weft" bench/weft_bench.lua readfile "$file" |
+      awk '{ printf "%.0f\n", $2 }' >> "$tmp/weft-base"
+  fi
   r=$((r + 1))
 done
 
@@ -61,3 +68,5 @@ row c-reused2 "C: reused, then copied to fresh"
 row c-huge2 "C: huge pages, then copied to fresh"
 [ "$have_go" = 1 ] && row go "Go 1.19 os.ReadFile"
 row weft "weft.fs.read_file ($weft)"
+[ -n "$base_weft" ] && row weft-base "weft.fs.read_file ($base_weft)"
+exit 0
