@@ -524,6 +524,12 @@ static int lfs_mkdtemp(lua_State *L) {
   return started(L, r, uv_fs_mkdtemp(loop_of(r), &r->req, tpl, on_fs));
 }
 
+/* fscore.pid() -> this process's id, for temporary file names */
+static int lfs_pid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)uv_os_getpid());
+  return 1;
+}
+
 /* fscore.cancel(req): its wait is gone (see the top of this file). */
 static int lfs_cancel(lua_State *L) {
   struct fsreq *r = lua_touserdata(L, 1);
@@ -585,6 +591,7 @@ int weft__open_fscore(lua_State *L) {
       {"cancel", lfs_cancel},
       {"release", lfs_release},
       {"keep", lfs_keep},
+      {"pid", lfs_pid},
       {NULL, NULL},
   };
   lua_newtable(L);

@@ -35,6 +35,30 @@ describe("weft.fs, hostile", function()
     dir = nil
   end)
 
+  -- First in the file: the names it makes depend on how many temporary
+  -- files this process made before.
+  it("gh-11: write_file is not stopped by a stale temporary file, or by " ..
+    "a name as long as the system allows", spec(function()
+      local p = tmp() .. "/x"
+      -- What a crashed process with this pid left, and this second's and
+      -- the next's names as they were before.
+      local stale = {}
+      for k = 1, 20 do
+        stale[#stale + 1] = ("%s.tmp-%d-%d"):format(p, os.time(), k)
+        stale[#stale + 1] = ("%s.tmp-%d-%d"):format(p, os.time() + 1, k)
+        if k <= 5 then
+          stale[#stale + 1] = ("%s.tmp-%s-%d"):format(p, H.pid(), k)
+        end
+      end
+      for _, name in ipairs(stale) do assert(io.open(name, "w")):close() end
+      assert.is_true(fs.write_file(p, "new"))
+      assert.equal("new", fs.read_file(p))
+      local long = tmp() .. "/" .. ("n"):rep(255)
+      assert.is_true(fs.write_file(long, "long"))
+      assert.equal("long", fs.read_file(long))
+      assert.equal(#stale + 2, #fs.readdir(tmp())) -- and x, long
+    end))
+
   it("gh-11: a path with a zero byte is a bad argument, not a shorter path",
     spec(function()
       local p = tmp() .. "/x"

@@ -104,7 +104,18 @@ local function write_all(h, data, pos, ctx, fname)
   return true
 end
 
-local tmp_seq = 0
+local pid, tmp_seq = fscore.pid(), 0
+
+-- temp_name(path) -> a new name beside path for write_file's temporary
+-- file: this process's id and a count tell it from other writers' (a
+-- name by the second did not: two processes picked the same), and the
+-- base is cut so that the name fits NAME_MAX (255 bytes) when path does.
+local function temp_name(path)
+  tmp_seq = tmp_seq + 1
+  local suffix = format(".tmp-%d-%d", pid, tmp_seq)
+  local dir, base = path:match("^(.-)([^/]*)$")
+  return dir .. base:sub(1, 255 - #suffix) .. suffix
+end
 
 -- weft.fs.write_file(path, data [, ctx]) -> true | nil, err: atomically,
 -- through a temporary file beside it, synced and renamed over path, so a
@@ -115,13 +126,17 @@ function M.write_file(path, data, ctx)
     S.typeerror(2, "write_file", "string", data)
   end
   ctx = ctxarg(ctx, 3, "write_file")
-  tmp_seq = tmp_seq + 1
-  local tmp = format("%s.tmp-%d-%d", path, os.time(), tmp_seq)
   local fname = "weft.fs.write_file"
-  -- temp: an open abandoned by a cancel removes the file it made.
   -- temp: the file is removed if this task never gets to rename it (an
   -- open abandoned by a cancel, the runtime freed meanwhile: runtime/fs.c).
-  local h, err = call(ctx, fname, fscore.open, cancel, tmp, "wx", 438, true)
+  -- A name that exists (what a crashed process with this id left) is
+  -- passed over.
+  local tmp, h, err
+  for _ = 1, 10 do
+    tmp = temp_name(path)
+    h, err = call(ctx, fname, fscore.open, cancel, tmp, "wx", 438, true)
+    if h or err.kind ~= "EEXIST" then break end
+  end
   if not h then return nil, err end
   local ok
   ok, err = write_all(h, data, 0, ctx, fname)
