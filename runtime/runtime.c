@@ -621,9 +621,15 @@ static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
   /* Neither keeps the loop alive: the deadlock check relies on it. */
   uv_unref((uv_handle_t *)&rt->async);
   rt->timer.data = rt->async.data = rt;
+  /* Loading is all allocation and no garbage: a collector running
+  ** meanwhile would only trace and sweep what stays. */
+  int gc_on = lua_gc(L, LUA_GCISRUNNING, 0);
+  if (gc_on) lua_gc(L, LUA_GCSTOP, 0);
   lua_pushcfunction(L, boot);
   lua_pushlightuserdata(L, rt);
-  if (lua_pcall(L, 1, 1, 0) != 0) {
+  int failed = lua_pcall(L, 1, 1, 0) != 0;
+  if (gc_on) lua_gc(L, LUA_GCRESTART, 0);
+  if (failed) {
     const char *msg = lua_tostring(L, -1);
     fprintf(stderr, "weft: cannot start the runtime: %s\n",
             msg ? msg : "(no message)");
