@@ -290,4 +290,46 @@ describe("weft.fs, hostile", function()
         { mode = 0 / 0 })
       assert.is_nil(fs.stat(tmp() .. "/m"))
     end))
+
+  it("gh-11: tasks reading one file at once get each byte once, and " ..
+    "writing it at once write each part once", spec(function()
+      local p = tmp() .. "/x"
+      local parts, want = {}, {}
+      for i = 1, 64 do
+        want[i] = ("%03d"):format(i)
+        parts[i] = want[i]:rep(1000)
+      end
+      -- tags(list) -> each part's tag, sorted; "bad" for a mixed part.
+      local function tags(list)
+        local t = {}
+        for i, v in ipairs(list) do
+          t[i] = v == v:sub(1, 3):rep(1000) and v:sub(1, 3) or "bad"
+        end
+        table.sort(t)
+        return t
+      end
+      assert(fs.write_file(p, table.concat(parts)))
+      local f = assert(fs.open(p))
+      local g, got = weft.group(), {}
+      for _ = 1, 64 do
+        g:go(function()
+          local v = assert(f:read(3000))
+          got[#got + 1] = v
+        end)
+      end
+      assert.is_nil(g:wait())
+      assert.same(want, tags(got))
+      assert.equal("EOF", select(2, f:read()).kind)
+      f:close()
+      local w = assert(fs.open(p, "w"))
+      for i = 1, 64 do
+        g:go(function() assert(w:write(parts[i])) end)
+      end
+      assert.is_nil(g:wait())
+      w:close()
+      local all, seen = assert(fs.read_file(p)), {}
+      assert.equal(64 * 3000, #all)
+      for i = 0, 63 do seen[i + 1] = all:sub(i * 3000 + 1, i * 3000 + 3000) end
+      assert.same(want, tags(seen))
+    end))
 end)

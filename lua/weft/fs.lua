@@ -191,6 +191,16 @@ local function unseekable(f, err)
   return true
 end
 
+-- stopped(f, pos, done, asked): a read or write of asked bytes at pos did
+-- done: when short (the end, an error), the position goes back to where it
+-- stopped, unless something since (a seek, another task's call stopping
+-- sooner) left it before that. NOTE: tasks that read one file at once each
+-- get their own part of it because each call reserves its range at once;
+-- a short read then gives back the rest of its range.
+local function stopped(f, pos, done, asked)
+  if done < asked and f.pos > pos + done then f.pos = pos + done end
+end
+
 -- file:read([n [, ctx]]) -> data | nil, err (kind "EOF" at the end): up
 -- to n whole bytes (default 64 KiB; at most 2 GiB - 1 at once).
 function File.read(f, n, ctx)
@@ -200,16 +210,17 @@ function File.read(f, n, ctx)
   end
   ctx = ctxarg(ctx, 3, "read")
   n = n and floor(n < MAXREAD and n or MAXREAD) or CHUNK
-  local data, err
+  local pos, data, err = f.pos
   repeat
+    f.pos = pos + n -- reserved: another task's read starts after this one
     data, err = call(ctx, "file:read", fscore.read, cancel, f.h, n,
-      f.pipe and -1 or f.pos)
+      f.pipe and -1 or pos)
   until data or not unseekable(f, err)
+  stopped(f, pos, data and #data or 0, n)
   if not data then return nil, err end
   if #data == 0 and n > 0 then
     return nil, errors.new("EOF", "file:read " .. f.path .. ": end of file")
   end
-  f.pos = f.pos + #data
   return data
 end
 
@@ -218,12 +229,13 @@ function File.write(f, data, ctx)
   check_file(f, "write")
   if type(data) ~= "string" then S.typeerror(2, "write", "string", data) end
   ctx = ctxarg(ctx, 3, "write")
-  local ok, err, n
+  local pos, ok, err, n = f.pos
   repeat
-    ok, err, n = write_all(f.h, data, (f.append or f.pipe) and -1 or f.pos,
+    if not f.append then f.pos = pos + #data end -- reserved, as for read
+    ok, err, n = write_all(f.h, data, (f.append or f.pipe) and -1 or pos,
       ctx, "file:write")
   until ok or n > 0 or not unseekable(f, err)
-  if not f.append then f.pos = f.pos + (n or #data) end
+  if not f.append then stopped(f, pos, n or #data, #data) end
   if not ok then return nil, err end
   return true
 end
