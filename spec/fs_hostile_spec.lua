@@ -188,6 +188,11 @@ describe("weft.fs, hostile", function()
       local got = {}
       for l in fs.lines(p) do got[#got + 1] = l end
       assert.same(want, got)
+      -- The last line, spanning chunks, with no "\n".
+      assert(fs.write_file(p, "a\n" .. ("L"):rep(200000)))
+      got = {}
+      for l in fs.lines(p) do got[#got + 1] = #l end
+      assert.same({ 1, 200000 }, got)
     end))
 
   it("gh-11: a FIFO reads and writes in order, and cannot seek",

@@ -302,22 +302,38 @@ function M.lines(path, ctx)
   ctx = ctxarg(ctx, 2, "lines")
   local f, err = M.open(path, "r", ctx)
   if not f then error(tostring(err), 2) end
-  -- buf holds what was read and not returned yet, from byte pos on: a
-  -- line is one substring, not a copy of all that follows it too.
-  local buf, pos, done = "", 1, false
+  -- buf is the last chunk read, not returned yet from byte pos on: a line
+  -- is one substring of it. A line that spans chunks is kept in pieces
+  -- (parts) and joined once, so a long line costs no more than its length
+  -- (appending each chunk to the rest made it quadratic).
+  local buf, pos, done, closed = "", 1, false, false
+  local parts, np = {}, 0
+  local function joined(last)
+    parts[np + 1] = last
+    local line = concat(parts, "", 1, np + 1)
+    parts, np = {}, 0
+    return line
+  end
   return function()
     while true do
       local i = buf:find("\n", pos, true)
       if i then
         local line = buf:sub(pos, i - 1)
         pos = i + 1
+        if np > 0 then line = joined(line) end
         return line
       end
+      if pos <= #buf then
+        np = np + 1
+        parts[np] = buf:sub(pos)
+      end
+      buf, pos = "", 1
       if done then
-        f:close()
-        local line = buf:sub(pos)
-        buf, pos = "", 1
-        if #line > 0 then return line end
+        if not closed then
+          closed = true
+          f:close()
+        end
+        if np > 0 then return joined("") end
         return nil
       end
       local data, rerr = f:read(CHUNK, ctx)
@@ -328,7 +344,7 @@ function M.lines(path, ctx)
         end
         done = true
       else
-        buf, pos = buf:sub(pos) .. data, 1
+        buf = data
       end
     end
   end
