@@ -56,11 +56,15 @@ struct fsreq {
   char what[64]; /* the operation, for error messages */
 };
 
+/* A new request for operation id argument 1. What can raise comes before
+** the allocation, which nothing would free. */
 static struct fsreq *fsreq_new(lua_State *L, const char *what) {
+  int id = (int)luaL_checkinteger(L, 1);
+  weft_runtime *rt = weft__rt(L);
   struct fsreq *r = calloc(1, sizeof *r);
   if (r == NULL) luaL_error(L, "weft.fs: out of memory");
-  r->rt = weft__rt(L);
-  r->id = (int)luaL_checkinteger(L, 1);
+  r->rt = rt;
+  r->id = id;
   r->req.data = r;
   snprintf(r->what, sizeof r->what, "%s", what);
   return r;
