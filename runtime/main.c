@@ -52,7 +52,8 @@ static volatile sig_atomic_t repl_sigint;   /* Ctrl-C for the REPL */
 static int repl_fd[2] = {-1, -1};           /* and its wake-up, to poll */
 static volatile sig_atomic_t forced_status; /* for on_alarm */
 static int watch_fd[2] = {-1, -1};          /* handlers -> watchdog */
-static uv_thread_t watch_thread;
+static uv_mutex_t watch_mu;                 /* guards watch_rt */
+static weft_runtime *watch_rt;              /* NULL once it is stopped */
 
 static void tell_watchdog(unsigned char what) {
   /* The write end does not block: a full pipe already holds a signal. */
@@ -112,6 +113,15 @@ static void force_exit(int status) {
   _exit(status);
 }
 
+/* Has the runtime still not acted on the first stop signal? Never, once the
+** watchdog is stopped: the runtime is being freed. */
+static int still_pending(void) {
+  uv_mutex_lock(&watch_mu);
+  int pending = watch_rt != NULL && weft_has_pending_interrupt(watch_rt);
+  uv_mutex_unlock(&watch_mu);
+  return pending;
+}
+
 /*
 ** The watchdog thread. A stop signal more than the grace after the first
 ** forces the exit at once. One within the grace is held: when the grace
@@ -120,7 +130,7 @@ static void force_exit(int status) {
 ** and the clean-up goes on.
 */
 static void watchdog(void *arg) {
-  weft_runtime *rt = arg;
+  (void)arg;
   uint64_t first = 0; /* uv_hrtime() of the first signal, or 0 */
   int held = 0;       /* a signal held until the grace ends, or 0 */
   for (;;) {
@@ -128,7 +138,7 @@ static void watchdog(void *arg) {
     if (held != 0) {
       uint64_t now = uv_hrtime(), end = first + GRACE_NS;
       if (now >= end) {
-        if (weft_has_pending_interrupt(rt)) force_exit(128 + held);
+        if (still_pending()) force_exit(128 + held);
         held = 0;
         continue;
       }
@@ -155,10 +165,13 @@ static void watchdog(void *arg) {
 
 static int start_watchdog(weft_runtime *rt) {
   sigset_t stops, old;
+  uv_thread_t tid;
   if (pipe(watch_fd) != 0) return -1;
   for (int i = 0; i < 2; i++)
     fcntl(watch_fd[i], F_SETFD, FD_CLOEXEC); /* not for io.popen's child */
   fcntl(watch_fd[1], F_SETFL, O_NONBLOCK);
+  if (uv_mutex_init(&watch_mu) != 0) return -1;
+  watch_rt = rt;
   /* The thread inherits the mask: the signals must reach the main thread,
   ** whose reads (the prompt's fgets) they interrupt. */
   sigemptyset(&stops);
@@ -167,17 +180,23 @@ static int start_watchdog(weft_runtime *rt) {
   sigaddset(&stops, SIGHUP);
   sigaddset(&stops, SIGQUIT);
   pthread_sigmask(SIG_BLOCK, &stops, &old);
-  int rc = uv_thread_create(&watch_thread, watchdog, rt);
+  int rc = uv_thread_create(&tid, watchdog, NULL);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc == 0) pthread_detach(tid); /* see stop_watchdog */
   return rc;
 }
 
+/* NOTE: the watchdog is told to stop but not waited for, and its pipe stays
+** open until the exit: waiting for a thread to wake up and end cost a
+** fifth of `weft -e ''` (issue 14). Once watch_rt is NULL it touches
+** nothing the program frees; closing the pipe under its read could hand
+** it a descriptor that the finalizers open next. */
 static void stop_watchdog(void) {
   signal_rt = NULL; /* the handlers write to the pipe no more */
+  uv_mutex_lock(&watch_mu);
+  watch_rt = NULL;
+  uv_mutex_unlock(&watch_mu);
   tell_watchdog(WATCH_STOP);
-  uv_thread_join(&watch_thread);
-  close(watch_fd[0]);
-  close(watch_fd[1]);
 }
 
 static int install_signals(weft_runtime *rt) {
