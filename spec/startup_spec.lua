@@ -29,7 +29,8 @@ local FIELDS = {
 -- Where each lazily loaded field comes from: field -> module, key.
 local SOURCES = [[
   local src = {
-    mutex = { "weft.sync" }, semaphore = { "weft.sync" },
+    select = { "weft.select" }, mutex = { "weft.sync" },
+    semaphore = { "weft.sync" },
     once = { "weft.sync" }, fence = { "weft.sync" }, locked = { "weft.sync" },
     group = { "weft.group" }, limiter = { "weft.group" },
     parallel = { "weft.group" }, concurrently = { "weft.group" },
@@ -52,7 +53,8 @@ describe("gh-14: weft's fields loaded on first use", function()
       local out, status = run([[
         local names = { "weft.fs", "weft.net", "weft.process",
           "weft.signal", "weft.stdio", "weft.io", "weft.stream",
-          "weft.group", "weft.sync", "weft.rate", "weft.repl" }
+          "weft.group", "weft.sync", "weft.rate", "weft.select",
+          "weft.repl" }
         for _, n in ipairs(names) do
           io.write(n, "=", tostring(package.loaded[n] ~= nil), " ")
         end
@@ -62,7 +64,7 @@ describe("gh-14: weft's fields loaded on first use", function()
       assert.equal("weft.fs=false weft.net=false weft.process=false " ..
         "weft.signal=false weft.stdio=false weft.io=false " ..
         "weft.stream=false weft.group=false weft.sync=false " ..
-        "weft.rate=false weft.repl=false nil\tnil\n", out)
+        "weft.rate=false weft.select=false weft.repl=false nil\tnil\n", out)
     end))
 
   it("each field, read first, is its module's value", task(function()

@@ -2,7 +2,7 @@
 -- modules that implement it; see docs/api.md for the reference.
 --
 -- Only the core is loaded with weft: tasks and time, contexts, channels,
--- select, errors and the worker pool. The rest (synchronisation, the
+-- errors and the worker pool. The rest (synchronisation, the
 -- toolkit, the host's stepping, the I/O) is loaded by the first read of
 -- one of its fields, which then holds it like any other field: a script
 -- that uses none of it starts in half the time (issue 14).
@@ -11,7 +11,6 @@ local core = require "weft.core"
 local S = require "weft.sched"
 local ctx = require "weft.ctx"
 local chan = require "weft.chan"
-local sel = require "weft.select"
 local errors = require "weft.errors"
 -- Not lazy: it starts the count of jobs and I/O in flight (R.nwork) that
 -- the I/O modules keep and virtual time reads; loading it later would
@@ -51,7 +50,6 @@ local weft = {
   chan = chan.chan,
   after = chan.after,
   ticker = chan.ticker,
-  select = sel.select,
 
   -- CPU work on the worker threads
   work = work.work,
@@ -147,6 +145,9 @@ local function part(name, mod, ...)
     return { [name] = sub }
   end)
 end
+
+-- channels
+fields("weft.select", "select")
 
 -- synchronisation and structure
 fields("weft.sync", "mutex", "semaphore", "once", "fence", "locked")
