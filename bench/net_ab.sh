@@ -12,8 +12,8 @@
 #   WEFT_B=path   a second weft binary measured beside it (a baseline build;
 #                 one older than conn:read_into has no bulk_into figure)
 #   GOBENCH=path  a built bench/go binary (default: build it here)
-# Workloads: echo, bulk (conn:read, bench/weft_bench.lua) and bulk_into
-# (conn:read_into, bench/net_ab.lua); Go runs its bulk for bulk_into.
+# Workloads (bench/weft_bench.lua): echo, bulk (conn:read) and bulk_into
+# (conn:read_into); Go runs its bulk for bulk_into.
 set -eu
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -40,12 +40,7 @@ measure() {
     END {print u + s}' "$tmp/stat")
   [ -n "$fig" ] && echo "$fig $cpu"
 }
-one() {
-  case $1 in
-    bulk_into) measure "$2" bench/net_ab.lua bulk_into ;;
-    *) measure "$2" bench/weft_bench.lua "$1" ;;
-  esac
-}
+one() { measure "$2" bench/weft_bench.lua "$1"; }
 gone() {
   wl=$1
   [ "$wl" = bulk_into ] && wl=bulk

@@ -268,8 +268,9 @@ end
 -- receiver reads what arrives (at most 64 KiB a read) until EOF. The odd
 -- size keeps the reads distinct: LuaJIT interns strings, and a read equal
 -- to one still alive would cost a compare instead of a copy and an
--- allocation, which real data does not get.
-function benches.bulk(mib)
+-- allocation, which real data does not get. read(conn) -> the bytes of
+-- one read, or nil at EOF.
+local function bulk(mib, read)
   local writes = (tonumber(mib) or 1024) * 16
   local bytes = {}
   for i = 1, 65537 do bytes[i] = string.char(math.random(0, 255)) end
@@ -286,12 +287,9 @@ function benches.bulk(mib)
   local conn = assert(server:accept())
   local got = 0
   while true do
-    local data, err = conn:read()
-    if not data then
-      assert(err.kind == "EOF", tostring(err))
-      break
-    end
-    got = got + #data
+    local k = read(conn)
+    if not k then break end
+    got = got + k
   end
   local dt = weft.now() - t0
   sender:join()
@@ -299,6 +297,31 @@ function benches.bulk(mib)
   server:close()
   assert(got == total)
   return total / dt / 1e6, total
+end
+
+local function eof(err)
+  assert(err.kind == "EOF", tostring(err))
+  return nil
+end
+
+function benches.bulk(mib)
+  return bulk(mib, function(conn)
+    local data, err = conn:read()
+    if not data then return eof(err) end
+    return #data
+  end)
+end
+
+-- The same, the reader filling one reused string.buffer (conn:read_into),
+-- as Go's reader reuses one []byte.
+function benches.bulk_into(mib)
+  local buf = require("string.buffer").new(65536)
+  return bulk(mib, function(conn)
+    local k, err = conn:read_into(buf)
+    if not k then return eof(err) end
+    buf:reset()
+    return k
+  end)
 end
 
 -- weft.fs.read_file of the file PATH (bench/run makes it): MB/s (1e6
@@ -354,7 +377,7 @@ if not f then
   io.stderr:write("usage: weft bench/weft_bench.lua " ..
     "pingpong|spawn|sleepers [N]|buffered|select|errgroup|rate_allow|" ..
     "rate_wait|cpu16|workrt|copy|" ..
-    "echo|bulk [MiB]|readfile PATH|idle [N]\n")
+    "echo|bulk [MiB]|bulk_into [MiB]|readfile PATH|idle [N]\n")
   os.exit(2)
 end
 print(workload, f(select(2, ...)))
