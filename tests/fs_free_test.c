@@ -57,7 +57,9 @@ int main(void) {
     weft_runtime *rt = weft_new(NULL);
     if (rt == NULL || weft_spawn_string(rt, chunk, "=fs_free") != 0) {
       fprintf(stderr, "fs_free_test: cannot start the script\n");
-      return 1;
+      weft_free(rt);
+      failures++;
+      break;
     }
     int writing = step_until_writing(rt, dir);
     weft_free(rt);
