@@ -892,3 +892,86 @@ describe("inline trampoline: stress", function()
       assert.is_true(nsent > 1000)
     end))
 end)
+
+-- BUG (found by this review): inline runs the scheduler's own work (next
+-- task, resume, a failed task's report) on the bottom task's Lua stack.
+-- An error raised there (here: "stack overflow" near LuaJIT's limit of
+-- Lua stack slots; an out-of-memory error would do the same) comes out of
+-- the bottom task's wait, in the middle of the scheduler's bookkeeping: a
+-- popped task is left "running", never resumed or resumed with another's
+-- values, and a task's function runs twice. At c0bfb19 the same depths
+-- either wait fine or fail cleanly (the wait raises, nothing else moves).
+describe("inline trampoline: an error inside inline's own work", function()
+  -- The scenario at depth d: the main task recurses d frames, then
+  -- receives from a task that is ready (and, with `raise`, a background
+  -- task that fails is ready before it).
+  local script = [[
+    local weft = require "weft"
+    local D, raise = tonumber(arg[1]), arg[2] == "raise"
+    local ch = weft.chan()
+    if raise then
+      weft.spawn { ctx = weft.background(), fn = function() error("boom") end }
+    end
+    local sent
+    local sender = weft.go(function() sent = ch:send("v") end)
+    local function down(n)
+      if n == 0 then return ch:recv() end
+      local r = down(n - 1)
+      return r
+    end
+    local ok, r = pcall(down, D)
+    print("after", ok, r)
+    print("sent", sent)
+    print("sender", sender)
+    print("later", weft.go(function() return "runs" end):join())
+  ]]
+  local path
+  local function at(d, mode)
+    local out = H.sh(H.weft_bin .. " " .. path .. " " .. d .. " " ..
+      (mode or "") .. " 2>&1")
+    return out
+  end
+  -- The deepest d at which the wait still returns the value.
+  local function deepest(mode)
+    local lo, hi = 1000, 200000
+    while hi - lo > 1 do
+      local mid = math.floor((lo + hi) / 2)
+      if at(mid, mode):find("after\ttrue") then lo = mid else hi = mid end
+    end
+    return lo
+  end
+  local function check(mode)
+    path = H.script(script)
+    local top = deepest(mode)
+    local bad = {}
+    for d = top - 40, top + 40 do
+      local out = at(d, mode)
+      local _, nafter = out:gsub("after\t", "")
+      local why
+      if nafter ~= 1 then
+        why = "the main function's rest ran " .. nafter .. " times"
+      elseif out:find("weft/sched%.lua") then
+        why = "an error inside the scheduler"
+      elseif out:find("sent\ttrue") and not out:find("after\ttrue\tv") then
+        why = "a value whose send returned true was lost"
+      elseif out:find("%(running%)") then
+        why = "a task left running"
+      elseif mode == nil and not out:find("later\truns") then
+        -- (with `raise`, the failure cancels the main task's scope)
+        why = "a task started later did not run"
+      end
+      if why then bad[#bad + 1] = ("depth %d: %s\n%s"):format(d, why, out) end
+    end
+    os.remove(path)
+    assert(#bad == 0, #bad .. " depths misbehave; the first:\n" ..
+      tostring(bad[1]))
+  end
+
+  it("a ready task's resume near the stack's limit", function()
+    check()
+  end)
+
+  it("a failed task's report near the stack's limit", function()
+    check("raise")
+  end)
+end)
