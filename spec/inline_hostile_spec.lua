@@ -341,7 +341,10 @@ describe("inline trampoline: budget and starvation", function()
       end
       weft.start(function()
         weft.go(function()
-          while true do burn(); if not (a:recv() and b:send(1)) then return end end
+          while true do
+            burn()
+            if not (a:recv() and b:send(1)) then return end
+          end
         end)
         while a:send(1) and b:recv() do burn(); rounds = rounds + 1 end
       end)
@@ -553,10 +556,8 @@ describe("inline trampoline: coroutines of a task's own", function()
       local ch = weft.chan()
       weft.go(function() ch:send("v") end)
       local co = coroutine.create(function() return ch:recv() end)
-      assert.same({ true, "v", n = 2 }, table.pack and
-        table.pack(coroutine.resume(co)) or
-        (function(...) return { n = select("#", ...), ... } end)(
-          coroutine.resume(co)))
+      local function pack(...) return { n = select("#", ...), ... } end
+      assert.same({ true, "v", n = 2 }, pack(coroutine.resume(co)))
     end))
 end)
 
@@ -656,7 +657,9 @@ describe("inline trampoline: where a wait cannot yield", function()
         collectgarbage()
         collectgarbage()
         local bad = 0
-        for _, r in ipairs(results) do if r ~= "nowait" then bad = bad + 1 end end
+        for _, r in ipairs(results) do
+          if r ~= "nowait" then bad = bad + 1 end
+        end
         print(n, #results > 0, bad)
       ]]
       assert.equal("2001000\ttrue\t0\n", out)
@@ -760,7 +763,9 @@ describe("inline trampoline: nesting and embedding", function()
         while not main:done() do weft.step(1); steps = steps + 1 end
         print(main:join())
         local n = 0
-        for _, e in ipairs(errs) do if e:find("host%-boom") then n = n + 1 end end
+        for _, e in ipairs(errs) do
+          if e:find("host%-boom") then n = n + 1 end
+        end
         print(n, #errs)
         weft.shutdown(0.5)
       ]]

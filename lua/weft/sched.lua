@@ -1910,8 +1910,12 @@ local function next_ready()
   return t, a, b
 end
 
--- run(t, a, b): resume t with its wake values until it parks or finishes.
-local function run(t, a, b)
+-- A task run inline that failed, left for tick to report (see inline).
+local dead_t, dead_co, dead_ok, dead_s
+
+-- run(t, a, b [, inlined]) -> true if t failed and, inlined, was left for
+-- tick (dead_*): resume t with its wake values until it parks or finishes.
+local function run(t, a, b, inlined)
   R.cur = t
   local co = t[T_CO]
   local ok, s
@@ -1946,10 +1950,14 @@ local function run(t, a, b)
       end
     elseif s == YIELD then
       push(t, true)
+    elseif inlined then
+      dead_t, dead_co, dead_ok, dead_s = t, co, ok, s
+      return true
     else
       broken(t, co, ok, s)
     end
   end
+  return false
 end
 
 -- spent() -> true once the tick has used its budget or passed its
@@ -1967,8 +1975,7 @@ local function inline_loop(me, what, t, a, b)
       if b == nil then return a end
       return a, b
     end
-    run(t, a, b)
-    if spent() then break end
+    if run(t, a, b, true) or spent() then break end
     t, a, b = next_ready()
     if not t then break end
     ran = ran + 1
@@ -1981,14 +1988,21 @@ end
 -- the next ready task, run the ready tasks from here until me is woken.
 -- The usual cases (me is next, or next after one other task) take no loop,
 -- so that they compile into the caller's trace.
+--
+-- This runs on me's stack, which may be deep in a recursion: nothing here
+-- may raise once a task is taken from the queue, or the queue, R.cur and
+-- that task would be left halfway. So block first calls headroom, whose
+-- frame is larger than all inline does on top of it (a stack overflow
+-- raises there, before anything changed, as it did from the C wait), and
+-- a task run inline that fails is reported by tick (dead_*), not here:
+-- a report builds a traceback, which needs the stack.
 local function inline(me, what)
   if spent() then return wait(WAIT, what) end
   local t, a, b = next_ready()
   if not t then return wait(WAIT, what) end
   ran = ran + 1
   if t ~= me then
-    run(t, a, b)
-    if spent() then return wait(WAIT, what) end
+    if run(t, a, b, true) or spent() then return wait(WAIT, what) end
     t, a, b = next_ready()
     if not t then return wait(WAIT, what) end
     ran = ran + 1
@@ -2007,13 +2021,22 @@ end
 -- the coroutine relay clears `bottom` while a task runs a coroutine of
 -- its own.
 local bottom_co, bottom_L -- the coroutine last checked, and its lua_State
+
+-- headroom(): a function of 96 locals, so that calling it makes room on
+-- the stack for inline's frames (~70 slots, with a C call's 20).
+local headroom = loadstring("local _" .. string.rep(", _", 95) .. "\n",
+  "=weft headroom")
+
 function block(t, what)
   if t == bottom then
     local co = t[T_CO]
     if co ~= bottom_co then
       bottom_co, bottom_L = co, ffi.cast("void *", thread_of(co))
     end
-    if c_yieldable(bottom_L) ~= 0 then return inline(t, what) end
+    if c_yieldable(bottom_L) ~= 0 then
+      headroom()
+      return inline(t, what)
+    end
   end
   return wait(WAIT, what)
 end
@@ -2033,6 +2056,11 @@ function S.tick(budget, deadline)
     ran = ran + 1
     bottom = t
     run(t, a, b)
+    if dead_t then -- a task the bottom one ran inline failed
+      local d, co, ok, s = dead_t, dead_co, dead_ok, dead_s
+      dead_t, dead_co, dead_s = nil, nil, nil
+      broken(d, co, ok, s)
+    end
   end
   bottom = nil
   -- A task waiting on the worker pool is not durably blocked: virtual time
