@@ -32,13 +32,53 @@ static int wait(lua_State *L) {
 }
 
 /*
+** The scheduler runs ready tasks on the stack of the task it resumed
+** (sched.lua, "The trampoline"), and nothing it does there may fail with a
+** stack overflow halfway. LuaJIT cannot say cheaply from compiled code how
+** close a stack is to its limit (65,500 slots), so this reads the slots a
+** coroutine has allocated from LuaJIT 2.1's lua_State (GC64 layout), which
+** the public API does not expose: a stack of at most STACK_SMALL slots is
+** at least 32,000 slots from the limit. The layout is checked once on a
+** new coroutine (layout_ok); where it does not match, no stack counts as
+** small and the scheduler always yields instead.
+*/
+struct lj21_state {          /* the head of LuaJIT 2.1's lua_State, GC64 */
+  void *nextgc;
+  uint8_t marked, gct, dummy_ffid, status;
+  void *glref, *gclist, *base, *top, *maxstack, *stack, *openupval, *env;
+  void *cframe;
+  uint32_t stacksize;
+};
+#define STACK_SMALL 32768
+static int layout_ok;
+
+static int stack_small(void *co) {
+  const struct lj21_state *s = co;
+  return layout_ok && s->stacksize <= STACK_SMALL;
+}
+
+/* A new coroutine's stack: LuaJIT's first size (40 slots and a few
+** spare), its end at stack + stacksize. */
+static void check_layout(lua_State *L) {
+  lua_State *co = lua_newthread(L);
+  const struct lj21_state *s = (const struct lj21_state *)co;
+  layout_ok = s->stacksize >= 40 && s->stacksize <= 64 && s->stack != NULL &&
+              (char *)s->maxstack > (char *)s->stack &&
+              (char *)s->maxstack < (char *)s->stack + 16 * s->stacksize &&
+              s->status == 0;
+  lua_pop(L, 1);
+}
+
+/*
 ** api.yieldable(co): whether the coroutine co, which must be the running
-** one, could yield here. Called through FFI, which LuaJIT compiles into the
+** one, could yield here, with a small stack. Called through FFI, which LuaJIT compiles into the
 ** caller's trace, where a C function such as coroutine.isyieldable ends
 ** the trace and costs ~25 ns (measured on the ping-pong's every round trip:
 ** see the trampoline in sched.lua). It only reads co's state.
 */
-int weft__yieldable(void *co) { return lua_isyieldable((lua_State *)co); }
+int weft__yieldable(void *co) {
+  return lua_isyieldable((lua_State *)co) && stack_small(co);
+}
 
 /*{======================================================================
 ** Lua binding
@@ -61,6 +101,7 @@ static int lwait_new(lua_State *L) {
 }
 
 int weft__open_wait(lua_State *L) {
+  check_layout(L);
   lua_pushcfunction(L, lwait_new);
   return 1;
 }

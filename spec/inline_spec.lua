@@ -201,6 +201,56 @@ describe("the inline trampoline", function()
     assert.equal("nowait\tfalse\n1\n", out)
   end)
 
+  it("a wait too deep in a recursion fails before it is registered",
+    function()
+      local out, status = run [[
+        local weft = require "weft"
+        local ch = weft.chan()
+        local function down(n)
+          if n == 0 then return ch:recv() end
+          return 1 + down(n - 1)
+        end
+        -- The first depth where the wait overflows the stack, a sender
+        -- coming after it has parked (found by bisection, then walked).
+        local function try(d)
+          local sender = weft.go(function()
+            weft.sleep(0.001)
+            return ch:send(d)
+          end)
+          local ok, err = pcall(down, d)
+          if not ok then
+            -- Nothing was registered: the sender's value is still there.
+            local v = ch:recv()
+            assert(sender:join())
+            return false, err, v
+          end
+          assert(sender:join())
+          return true
+        end
+        local lo, hi = 1000, 60000
+        while hi - lo > 1 do
+          local mid = math.floor((lo + hi) / 2)
+          if try(mid) then lo = mid else hi = mid end
+        end
+        -- Every depth around the limit (which moves a little as the
+        -- recursion gets compiled) either works or fails with nothing
+        -- registered.
+        local failed, bad = 0, 0
+        for d = hi - 40, hi + 80 do
+          local ok, err, v = try(d)
+          if not ok then
+            failed = failed + 1
+            if not (tostring(err):match("stack overflow") and v == d) then
+              bad = bad + 1
+            end
+          end
+        end
+        print(failed > 0, bad)
+      ]]
+      assert.equal(0, status)
+      assert.equal("true\t0\n", out)
+    end)
+
   it("holds a host's step budget", function()
     local out = H.luajit [[
       local weft = require "weft"

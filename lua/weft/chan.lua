@@ -12,7 +12,7 @@ local R = S.R
 local T_CTX = S.T_CTX
 local park, wake, wq_new, wq_push, wq_pop = S.park, S.wake, S.wq_new,
   S.wq_push, S.wq_pop
-local refuse, block = S.refuse, S.block
+local refuse, block, headroom = S.refuse, S.block, S.headroom
 local CtxMT = S.CtxMT
 local type, getmetatable, error, format, newproxy = type, getmetatable, error,
   string.format, newproxy
@@ -206,6 +206,7 @@ function methods.send(u, v, ctx)
     c.bn = bn + 1
     return true
   end
+  headroom()
   q = c.sq
   wq_push(q, t, 0, v)
   park(t, q, ctx)
@@ -255,6 +256,7 @@ function methods.recv(u, ctx)
     end
   end
   if c.closed then return nil, errors.closed() end
+  headroom()
   q = c.rq
   wq_push(q, t, 0, nil)
   park(t, q, ctx)

@@ -71,6 +71,7 @@ function M.call(ctx, what, start, cancel, ...)
   if n and n.cerr then return S.refuse(t, n) end
   last_id = last_id < 0x7ffffffe and last_id + 1 or 1
   local id = last_id
+  S.headroom() -- before the operation starts: see weft.sched
   local req, err = start(id, ...)
   if not req then return nil, M.error(err) end
   waiting[id] = t

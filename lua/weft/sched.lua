@@ -568,6 +568,17 @@ S.wait = wait
 local block -- block(t, what): wait, or run others first (see the trampoline)
 local bottom -- the task the trampoline resumed last
 
+-- headroom(): every blocking call calls it before it registers its wait. A
+-- function of 96 locals, its call makes room on the stack for all that
+-- follows up to the yield: queueing, block, inline's frames (~70 slots,
+-- with a C call's 20). A wait deep in a recursion thus fails with "stack
+-- overflow" before anything is registered, rather than once it is (a
+-- later send would hand its value to a wait that is not there) or in the
+-- middle of inline.
+local headroom = loadstring("local _" .. string.rep(", _", 95) .. "\n",
+  "=weft headroom")
+S.headroom = headroom
+
 -- cur(fname) -> the running task; raises when not inside one.
 local function cur(fname)
   local t = R.cur
@@ -1605,6 +1616,7 @@ function Task.join(t, ctx)
     q = wq_new(t, "join")
     x.joinq = q
   end
+  headroom()
   wq_push(q, me, 0, nil)
   park(me, q, ctx)
   local a, b = block(me, "task:join")
@@ -1666,6 +1678,7 @@ function S.sleep(s, ctx)
   ctx = wait_ctx(t, ctx, 2, "sleep")
   local n = ctx.node
   if n and n.cerr then return refuse(t, n) end
+  headroom()
   if s == math.huge then
     park(t, FOREVER, ctx)
   else
@@ -1684,6 +1697,7 @@ function S.wait_on(q, v, ctx, fname)
   ctx = wait_ctx(t, ctx, 1, fname)
   local n = ctx.node
   if n and n.cerr then return refuse(t, n) end
+  headroom()
   wq_push(q, t, 0, v)
   park(t, q, ctx)
   return block(t, fname)
@@ -1739,31 +1753,66 @@ end
 -- running thread from `level` on, innermost first; nil when there are
 -- none. Unlike debug.traceback it leaves out weft's own frames, and names a
 -- task's function after its source, not after weft's variable holding it.
+do -- (a block: the main chunk's locals are near Lua's limit of 200)
+-- frame_line(co, level, info, first, msg) -> the traceback line of frame
+-- `level` (info: its getinfo "Slnf").
+local function frame_line(co, level, info, first, msg)
+  local outer = frame(co, level + 1, "f")
+  local line = info.currentline
+  if line <= 0 and first and type(msg) == "string" then
+    -- LuaJIT has no line for the innermost frame of a coroutine that died
+    -- of a runtime error; its message has it.
+    local src, l = msg:match("^(.-):(%d+): ")
+    if src == info.short_src then line = tonumber(l) end
+  end
+  local where = line > 0 and format("%s:%d", info.short_src, line) or
+    info.short_src
+  local what
+  if info.what == "main" then
+    what = "in main chunk"
+  elseif info.name and not (outer and outer.func == body) then
+    what = format("in function '%s'", info.name)
+  else
+    what = format("in function <%s:%d>", info.short_src, info.linedefined)
+  end
+  return "\t" .. where .. ": " .. what
+end
+
+-- deepest(co, level) -> the deepest level of co's stack, at least `level`
+-- (which exists), found in O(log depth) getinfo calls.
+local function deepest(co, level)
+  local lo, hi = level, level * 2
+  while frame(co, hi, "l") do lo, hi = hi, hi * 2 end
+  while hi - lo > 1 do
+    local mid = math.floor((lo + hi) / 2)
+    if frame(co, mid, "l") then lo = mid else hi = mid end
+  end
+  return lo
+end
+
+-- As Lua's own traceback, a deep stack shows its first 12 frames and its
+-- last ones (10 to 18): a wait 20,000 calls deep in a recursion made a
+-- deadlock report of 20,000 lines (and getinfo walks the stack for every
+-- level).
+local FIRST, LAST = 12, 10
+
 function stack_traceback(co, level, msg)
   local lines = {}
+  local skipped = 0
   while true do
     local info = frame(co, level, "Slnf")
     if not info or info.func == body then break end
     if not internal(info.source) or #lines > 0 then
-      local outer = frame(co, level + 1, "f")
-      local line = info.currentline
-      if line <= 0 and #lines == 0 and type(msg) == "string" then
-        -- LuaJIT has no line for the innermost frame of a coroutine that
-        -- died of a runtime error; its message has it.
-        local src, l = msg:match("^(.-):(%d+): ")
-        if src == info.short_src then line = tonumber(l) end
+      lines[#lines + 1] = frame_line(co, level, info, #lines == 0, msg)
+      if #lines == FIRST then
+        local last = deepest(co, level)
+        if last - level > LAST + 8 then
+          -- Skip to the last frames; body and the internal frames below
+          -- the task's function are among the 8 spare.
+          skipped = last - LAST - 8 - level
+          level = level + skipped
+        end
       end
-      local where = line > 0 and format("%s:%d", info.short_src, line) or
-        info.short_src
-      local what
-      if info.what == "main" then
-        what = "in main chunk"
-      elseif info.name and not (outer and outer.func == body) then
-        what = format("in function '%s'", info.name)
-      else
-        what = format("in function <%s:%d>", info.short_src, info.linedefined)
-      end
-      lines[#lines + 1] = "\t" .. where .. ": " .. what
     end
     level = level + 1
   end
@@ -1773,7 +1822,12 @@ function stack_traceback(co, level, msg)
     lines[#lines] = nil
   end
   if #lines == 0 then return nil end
+  if skipped > 0 then
+    table.insert(lines, FIRST + 1, format("\t...\t(skipping %d levels)",
+      skipped))
+  end
   return "stack traceback:\n" .. table.concat(lines, "\n")
+end
 end
 errors.traceback = stack_traceback
 
@@ -1991,11 +2045,10 @@ end
 --
 -- This runs on me's stack, which may be deep in a recursion: nothing here
 -- may raise once a task is taken from the queue, or the queue, R.cur and
--- that task would be left halfway. So block first calls headroom, whose
--- frame is larger than all inline does on top of it (a stack overflow
--- raises there, before anything changed, as it did from the C wait), and
--- a task run inline that fails is reported by tick (dead_*), not here:
--- a report builds a traceback, which needs the stack.
+-- that task would be left halfway. So every blocking call calls headroom
+-- before it registers its wait (see headroom), and a task run inline
+-- that fails is reported by tick (dead_*), not here: a report builds a
+-- traceback, which needs the stack.
 local function inline(me, what)
   if spent() then return wait(WAIT, what) end
   local t, a, b = next_ready()
@@ -2022,10 +2075,6 @@ end
 -- its own.
 local bottom_co, bottom_L -- the coroutine last checked, and its lua_State
 
--- headroom(): a function of 96 locals, so that calling it makes room on
--- the stack for inline's frames (~70 slots, with a C call's 20).
-local headroom = loadstring("local _" .. string.rep(", _", 95) .. "\n",
-  "=weft headroom")
 
 function block(t, what)
   if t == bottom then
@@ -2033,10 +2082,7 @@ function block(t, what)
     if co ~= bottom_co then
       bottom_co, bottom_L = co, ffi.cast("void *", thread_of(co))
     end
-    if c_yieldable(bottom_L) ~= 0 then
-      headroom()
-      return inline(t, what)
-    end
+    if c_yieldable(bottom_L) ~= 0 then return inline(t, what) end
   end
   return wait(WAIT, what)
 end

@@ -18,7 +18,7 @@ local R = S.R
 local states, try_send, try_recv = C.states, C.try_send, C.try_recv
 local CLOSED, SEND_CLOSED = C.CLOSED, C.SEND_CLOSED
 local park, wq_push, wq_ready = S.park, S.wq_push, S.wq_ready
-local block = S.block
+local block, headroom = S.block, S.headroom
 local random = S.random
 local type, error, format = type, error, string.format
 local typeerror, argerror = S.typeerror, S.argerror
@@ -120,6 +120,7 @@ function M.select(cases, ctx)
     return pick
   end
   if default then return default end
+  headroom()
   for i = 1, n do
     local cs = cases[i]
     local u = cs.recv

@@ -104,6 +104,7 @@ function M.work(fn, ...)
   if type(fn) ~= "function" then S.typeerror(1, "work", "function", fn) end
   local n = t[T_CTX].node
   if n and n.cerr then return S.refuse(t, n) end
+  S.headroom() -- before the job starts: see weft.sched
   return await(t, submit("weft.work", false, fn, ...), fn_name(fn))
 end
 
@@ -119,6 +120,7 @@ function M.work_module(mod, func, ...)
   end
   local n = t[T_CTX].node
   if n and n.cerr then return S.refuse(t, n) end
+  S.headroom()
   return await(t, submit("weft.work_module", true, mod, func, ...),
     mod .. "." .. func)
 end
