@@ -50,11 +50,14 @@ struct lj21_state {          /* the head of LuaJIT 2.1's lua_State, GC64 */
   uint32_t stacksize;
 };
 #define STACK_SMALL 32768
-static int layout_ok;
+/* Set by every runtime's start, to the same value: runtimes on other
+** threads write it too, hence atomic (relaxed: it is the only datum). */
+static atomic_int layout_ok;
 
 static int stack_small(void *co) {
   const struct lj21_state *s = co;
-  return layout_ok && s->stacksize <= STACK_SMALL;
+  return atomic_load_explicit(&layout_ok, memory_order_relaxed) &&
+         s->stacksize <= STACK_SMALL;
 }
 
 /* A new coroutine's stack: LuaJIT's first size (40 slots and a few
@@ -62,10 +65,11 @@ static int stack_small(void *co) {
 static void check_layout(lua_State *L) {
   lua_State *co = lua_newthread(L);
   const struct lj21_state *s = (const struct lj21_state *)co;
-  layout_ok = s->stacksize >= 40 && s->stacksize <= 64 && s->stack != NULL &&
-              (char *)s->maxstack > (char *)s->stack &&
-              (char *)s->maxstack < (char *)s->stack + 16 * s->stacksize &&
-              s->status == 0;
+  int ok = s->stacksize >= 40 && s->stacksize <= 64 && s->stack != NULL &&
+           (char *)s->maxstack > (char *)s->stack &&
+           (char *)s->maxstack < (char *)s->stack + 16 * s->stacksize &&
+           s->status == 0;
+  atomic_store_explicit(&layout_ok, ok, memory_order_relaxed);
   lua_pop(L, 1);
 }
 
