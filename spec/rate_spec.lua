@@ -108,6 +108,36 @@ describe("weft.rate.limiter", function()
     assert.equal(0, l:tokens_at(T(1)))
   end))
 
+  it("allow takes what a reservation with no wait would, and no more",
+    task(function()
+      -- 2^30/s: a token is 0.93 ns, a wait Go truncates to 0 ns. So at one
+      -- instant a burst of 1 allows a second event (a debt of one token),
+      -- as a reservation would act at once, and refuses the third.
+      local a, r = rate.limiter(2 ^ 30, 1), rate.limiter(2 ^ 30, 1)
+      local got = {}
+      for i = 1, 3 do
+        got[i] = { a:allow_at(0), r:reserve_at(0):delay_from(0) }
+      end
+      assert.same({ { true, 0 }, { true, 0 }, { false, 1e-9 } }, got)
+      assert.equal(-1, a:tokens_at(0)) -- the refusal took nothing
+      assert.equal(-2, r:tokens_at(0))
+      -- Refused for n > burst, whatever the tokens; n = 0 needs no debt.
+      local l = rate.limiter(L, 2)
+      assert.is_false(l:allow_at(T(9), 3))
+      assert.equal(2, l:tokens_at(T(9)))
+      assert.is_true(l:allow_at(T(9), 2))
+      assert.is_true(l:allow_at(T(9), 0))
+      assert.is_false(l:allow_at(T(9), 1))
+      assert.equal(0, l:tokens_at(T(9)))
+      -- An allow counts as an event: a reservation made before it, then
+      -- cancelled, gives back only what was not taken since.
+      l = rate.limiter(L, 2)
+      local res = l:reserve_at(T(0), 2) -- acts at T(0)
+      assert.is_true(l:allow_at(T(2), 2))
+      res:cancel_at(T(0) - D) -- (before its act, so that it may restore)
+      assert.equal(0, l:tokens_at(T(2)))
+    end))
+
   it("Go's burst-1, burst-3 and jump-backward tables", task(function()
     local got, want = allows(rate.limiter(L, 1), {
       { T(0), 1, true }, { T(0), 1, false }, { T(0), 1, false },

@@ -132,28 +132,33 @@ local Reservation = {}
 local ReservationMT = { __index = Reservation,
   __name = "weft.rate.reservation" }
 
--- reserve(l, t, n, max_wait) -> reservation: take n tokens at t if that
--- needs no more than max_wait seconds of waiting and n <= burst; on failure
--- nothing changes.
-local function reserve(l, t, n, max_wait)
+-- take(l, t, n, max_wait) -> ok, act: take n tokens at t if that needs no
+-- more than max_wait seconds of waiting and n <= burst; act is the time to
+-- act (math.huge when not ok). On failure nothing changes. allow is this
+-- alone, with no reservation to make.
+local function take(l, t, n, max_wait)
   local limit = l.lim
-  if limit == INF then
-    return setmetatable({ ok = true, l = l, tokens = n, act = t,
-      limit = limit }, ReservationMT)
-  end
+  if limit == INF then return true, t end
   local tokens
   t, tokens = advance(l, t)
   tokens = tokens - n
   local wait = 0
   if tokens < 0 then wait = duration_from_tokens(limit, -tokens) end
-  local ok = n <= l.bur and wait <= max_wait
-  local r = setmetatable({ ok = ok, l = l, tokens = 0, act = huge,
-    limit = limit }, ReservationMT)
-  if ok then
-    r.tokens, r.act = n, t + wait
-    l.last, l.toks, l.last_event = t, tokens, r.act
+  if n <= l.bur and wait <= max_wait then
+    local act = t + wait
+    l.last, l.toks, l.last_event = t, tokens, act
+    return true, act
   end
-  return r
+  return false, huge
+end
+
+-- reserve(l, t, n, max_wait) -> reservation: take, remembered (with the
+-- limit it was made at) so that it can be cancelled.
+local function reserve(l, t, n, max_wait)
+  local limit = l.lim
+  local ok, act = take(l, t, n, max_wait)
+  return setmetatable({ ok = ok, l = l, tokens = ok and n or 0, act = act,
+    limit = limit }, ReservationMT)
 end
 
 function Limiter:limit()
@@ -182,12 +187,12 @@ end
 -- consumed when not.
 function Limiter:allow_at(t, n)
   checkmt(self, LimiterMT, 1, "allow_at")
-  return reserve(self, checkt(t, "allow_at"), checkn(n, 2, "allow_at"), 0).ok
+  return (take(self, checkt(t, "allow_at"), checkn(n, 2, "allow_at"), 0))
 end
 
 function Limiter:allow(n)
   checkmt(self, LimiterMT, 1, "allow")
-  return reserve(self, now(), checkn(n, 1, "allow"), 0).ok
+  return (take(self, now(), checkn(n, 1, "allow"), 0))
 end
 
 -- limiter:reserve_at(t [, n]) -> reservation: always granted unless
