@@ -11,16 +11,7 @@ local function tmp()
   if not dir then dir = assert(fs.tmpdir("weft-hostile-")) end
   return dir
 end
-local function rmtree(path)
-  local st = fs.stat(path)
-  if not st then return end
-  if st.type == "directory" then
-    for _, name in ipairs(assert(fs.readdir(path))) do
-      rmtree(path .. "/" .. name)
-    end
-  end
-  assert(fs.remove(path))
-end
+local rmtree = H.rmtree
 
 -- raises(pattern, fn, ...): fn(...) raises an error matching pattern.
 local function raises(pattern, fn, ...)

@@ -142,4 +142,18 @@ end
 H.weft_bin = os.getenv("WEFT_BIN") or "build/weft"
 H.module_dir = os.getenv("WEFT_MODULE_DIR") or "build/lib"
 
+-- H.rmtree(path): remove path and, for a directory, all below it (in a
+-- task: it uses weft.fs).
+function H.rmtree(path)
+  local fs = weft.fs
+  local st = fs.stat(path)
+  if not st then return end
+  if st.type == "directory" then
+    for _, name in ipairs(assert(fs.readdir(path))) do
+      H.rmtree(path .. "/" .. name)
+    end
+  end
+  assert(fs.remove(path))
+end
+
 return H
