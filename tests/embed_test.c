@@ -679,6 +679,30 @@ static void test_step_budget(void) {
   weft_free(rt);
 }
 
+/* gh-12: a step stops close to its deadline when each resume is slow (a
+** resume that pays the collector's debt takes ~10 us): the clock is read
+** every 8 resumes, so 1 ms resumes end a 2 ms step within ~10 ms, where
+** reading every 64 let it run ~64 ms. */
+static void test_step_slow_resumes(void) {
+  weft_runtime *rt = weft_new(NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "for i = 1, 200 do weft.go(function()\n"
+                              "  local t = os.clock() + 0.001\n"
+                              "  while os.clock() < t do end\n"
+                              "end) end\n",
+                              "=slow"),
+            0);
+  ASSERT(weft_step(rt, 1.0) > 0); /* the chunk spawns them */
+  uint64_t t0 = uv_hrtime();
+  ASSERT(weft_step(rt, 2.0) > 0);
+  uint64_t dt = uv_hrtime() - t0;
+  /* Generous: ASan and a loaded machine; 64 slow resumes take 64 ms. */
+  ASSERT(dt < 40000000u);
+  ASSERT_EQ(weft_shutdown(rt, 5000), 0);
+  weft_free(rt);
+}
+
 /* gh-12: an idle step returns at once; next_timeout says when to step. */
 static void test_step_idle_and_timeout(void) {
   weft_runtime *rt = weft_new(NULL);
@@ -862,6 +886,7 @@ int main(void) {
   test_two_pools();
   test_post_many_threads();
   test_step_budget();
+  test_step_slow_resumes();
   test_step_idle_and_timeout();
   test_failure_in_step();
   test_shutdown();
