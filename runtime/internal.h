@@ -69,6 +69,11 @@ struct weft_runtime {
   lua_State *L; /* main thread of the state */
   int owns_L;
   uv_timer_t timer; /* wakes the loop at the earliest weft timer */
+  /* The same to the nanosecond, on Linux (runtime.c, "Waking the loop"):
+  ** a timerfd watched by tfd_poll; tfd is -1 where there is none. */
+  uv_poll_t tfd_poll;
+  int tfd;
+  uint64_t tfd_at; /* the deadline it is armed for (uv_hrtime ns), 0: none */
   uv_async_t async; /* wakes the loop for posts and interrupts */
   struct weft__timers timers;
   struct weft__api api;

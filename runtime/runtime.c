@@ -14,6 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#endif
 
 #include "internal.h"
 
@@ -87,10 +92,101 @@ static int tick(weft_runtime *rt, lua_State *L, double deadline, int *ready,
   return 0;
 }
 
-/* Arm the libuv timer for the earliest weft timer, or stop it. */
+/*
+** Waking the loop. libuv's timers count whole milliseconds, and so does
+** epoll_wait's timeout: a weft.sleep(0.0002) woke after ~1.1 ms, and a
+** rate limiter's wait for its next token ran late by up to a millisecond.
+** On Linux a timerfd armed at the deadline itself, watched by a uv_poll
+** handle, wakes the loop within microseconds; the libuv timer stays as the
+** fallback where timerfd_create fails (or on other systems). The poll handle
+** is active only while a timer is armed, so that, as the libuv timer, it
+** keeps the loop alive exactly while a task sleeps (the deadlock check).
+*/
+#ifdef __linux__
+static void on_tfd(uv_poll_t *h, int status, int events) {
+  weft_runtime *rt = h->data;
+  uint64_t n;
+  (void)status;
+  (void)events;
+  /* Consume the expiry (EAGAIN if already read: nothing to do), and forget
+  ** the deadline: if the tick leaves that timer for later (a step's budget),
+  ** the next arm must set it again, or the loop would wait forever. */
+  if (read(rt->tfd, &n, sizeof n) < 0) n = 0;
+  rt->tfd_at = 0;
+}
+
+static void tfd_init(weft_runtime *rt) {
+  rt->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (rt->tfd < 0) return;
+  if (uv_poll_init(rt->loop, &rt->tfd_poll, rt->tfd) != 0) {
+    close(rt->tfd);
+    rt->tfd = -1;
+    return;
+  }
+  rt->tfd_poll.data = rt;
+}
+
+/* Arm the timerfd at `next` (the runtime's clock). uv_hrtime is
+** CLOCK_MONOTONIC's nanoseconds, the clock the timerfd counts. */
+static int tfd_arm(weft_runtime *rt, double next) {
+  if (rt->tfd < 0) return 0;
+  uint64_t at = rt->t0 + (next > 0 ? (uint64_t)(next * 1e9) : 0);
+  if (at == 0) at = 1; /* 0 would disarm it */
+  if (at != rt->tfd_at) {
+    struct itimerspec its = {{0, 0}, {0, 0}};
+    its.it_value.tv_sec = (time_t)(at / 1000000000u);
+    its.it_value.tv_nsec = (long)(at % 1000000000u);
+    if (timerfd_settime(rt->tfd, TFD_TIMER_ABSTIME, &its, NULL) != 0) return 0;
+    rt->tfd_at = at;
+  }
+  if (!uv_is_active((uv_handle_t *)&rt->tfd_poll))
+    uv_poll_start(&rt->tfd_poll, UV_READABLE, on_tfd);
+  return 1;
+}
+
+static void tfd_stop(weft_runtime *rt) {
+  if (rt->tfd < 0 || rt->tfd_at == 0) {
+    if (rt->tfd >= 0) uv_poll_stop(&rt->tfd_poll);
+    return;
+  }
+  struct itimerspec off = {{0, 0}, {0, 0}};
+  timerfd_settime(rt->tfd, 0, &off, NULL);
+  rt->tfd_at = 0;
+  uv_poll_stop(&rt->tfd_poll);
+}
+
+/* uv_close takes the descriptor out of the backend at once, so it can be
+** closed here; the handle's memory is the runtime's, freed after the loop
+** has run its close callback (weft_free). */
+static void tfd_close(weft_runtime *rt, uv_close_cb cb) {
+  if (rt->tfd < 0) return;
+  uv_close((uv_handle_t *)&rt->tfd_poll, cb);
+  close(rt->tfd);
+  rt->tfd = -1;
+}
+#else
+static void tfd_init(weft_runtime *rt) { rt->tfd = -1; }
+static int tfd_arm(weft_runtime *rt, double next) {
+  (void)rt;
+  (void)next;
+  return 0;
+}
+static void tfd_stop(weft_runtime *rt) { (void)rt; }
+static void tfd_close(weft_runtime *rt, uv_close_cb cb) {
+  (void)rt;
+  (void)cb;
+}
+#endif
+
+/* Arm the loop's wake-up for the earliest weft timer, or stop it. */
 static void arm_timer(weft_runtime *rt) {
   double next;
   if (!weft__timer_next(&rt->timers, &next)) {
+    uv_timer_stop(&rt->timer);
+    tfd_stop(rt);
+    return;
+  }
+  if (tfd_arm(rt, next)) {
     uv_timer_stop(&rt->timer);
     return;
   }
@@ -170,6 +266,7 @@ static int drive(weft_runtime *rt, lua_State *L, int report) {
     if (rc != 0) break;
     if (live == 0) {
       uv_timer_stop(&rt->timer);
+      tfd_stop(rt);
       rc = report ? outcome(rt, L) : 0;
       break;
     }
@@ -617,6 +714,7 @@ static weft_runtime *init(lua_State *L, int owns_L, uv_loop_t *loop,
   if (weft__timers_init(&rt->timers) != 0) goto fail_timers;
   if (uv_mutex_init(&rt->post_mu) != 0) goto fail_mutex;
   uv_timer_init(loop, &rt->timer);
+  tfd_init(rt);
   uv_async_init(loop, &rt->async, on_async);
   /* Neither keeps the loop alive: the deadlock check relies on it. */
   uv_unref((uv_handle_t *)&rt->async);
@@ -723,6 +821,7 @@ void weft_free(weft_runtime *rt) {
   rt->ref_io_done = LUA_NOREF;
   rt->drive_L = NULL;
   uv_close((uv_handle_t *)&rt->timer, on_close);
+  tfd_close(rt, on_close);
   uv_close((uv_handle_t *)&rt->async, on_close);
   if (rt->owns_loop) {
     /* Closing callbacks run on the next turn; keep turning until the loop

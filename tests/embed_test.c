@@ -786,6 +786,41 @@ static int count_fds(void) {
   return n;
 }
 
+/* The loop's sub-millisecond wake-up (a timerfd, runtime.c "Waking the
+** loop") is closed with its runtime: runtimes made and freed, on their own
+** loop or a host's, armed or not, leave no descriptor behind. */
+static void make_and_free(void) {
+  for (int i = 0; i < 20; i++) {
+    weft_runtime *rt = weft_new(NULL);
+    ASSERT(rt != NULL);
+    /* Armed at the end: a sleeper is left when it is freed. */
+    ASSERT_EQ(weft_spawn_string(rt, "weft.sleep(0.0001) weft.sleep(60)",
+                                "=sleeper"),
+              0);
+    for (int k = 0; k < 5; k++) weft_step(rt, 1.0), uv_sleep(1);
+    weft_free(rt);
+  }
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  weft_runtime *rt = weft_attach(L, &loop, NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt, "require('weft').sleep(0.0001)", "=a"), 0);
+  ASSERT_EQ(weft_run(rt), 0);
+  weft_free(rt);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the close callbacks; nothing keeps it */
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  lua_close(L);
+}
+
+static void test_free_closes_timerfd(void) {
+  make_and_free(); /* what libuv opens once per process (signal pipes) */
+  int before = count_fds();
+  make_and_free();
+  ASSERT_EQ(count_fds(), before);
+}
+
 /* Step rt until global `name` is set (at most ~2 s); 1 if it was. */
 static int step_until(weft_runtime *rt, const char *name) {
   for (int i = 0; i < 2000; i++) {
@@ -887,6 +922,7 @@ int main(void) {
   test_post_many_threads();
   test_step_budget();
   test_step_slow_resumes();
+  test_free_closes_timerfd();
   test_step_idle_and_timeout();
   test_failure_in_step();
   test_shutdown();
