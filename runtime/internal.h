@@ -61,6 +61,27 @@ struct weft__buf {
 };
 
 struct weft__pool;
+struct weft__proc;
+
+/*
+** io.c: what weft_free must end. Every libuv handle the runtime opens and
+** every request it starts whose callback would use the runtime is listed
+** here from its start until its callback frees it; weft_free calls end on
+** each (close the handle, cancel the request, cut it off from Lua; the
+** callback still frees it) and turns the loop until the list is empty
+** (see io.c). What nothing calls back (an open file, a saved signal
+** handler) is listed too, and its end takes it off at once. rt is NULL
+** once the entry is off the list: a request the runtime was freed under,
+** which must then only free itself.
+*/
+struct weft__live {
+  weft_runtime *rt;
+  struct weft__live *prev, *next;
+  void (*end)(struct weft__live *l);
+};
+
+/* The struct of type T whose field f is at p. */
+#define weft__container(p, T, f) ((T *)(void *)((char *)(p)-offsetof(T, f)))
 
 struct weft_runtime {
   uv_loop_t *loop;
@@ -90,6 +111,8 @@ struct weft_runtime {
   int ref_io_done;         /* registry ref of R.io_done (io.c) */
   lua_State *drive_L;      /* the thread ticks run on, while driving */
   int ready;               /* tasks ready after the last tick */
+  struct weft__live *live;  /* handles and requests to end (io.c) */
+  struct weft__proc *procs; /* children still running (process.c) */
 };
 
 /* timer.c */
@@ -130,6 +153,13 @@ void weft__io_complete(weft_runtime *rt, int id,
                        int (*push)(lua_State *, void *), void *ud);
 int weft__io_push_error(lua_State *L, int status, const char *what);
 int weft__open_iocore(lua_State *L);
+/* io.c: list l (with its end), take it off (once its callback ran; a no-op
+** once detached), end every entry, and detach what is left (weft_free). */
+void weft__live_add(weft_runtime *rt, struct weft__live *l,
+                    void (*end)(struct weft__live *l));
+void weft__live_del(struct weft__live *l);
+void weft__live_end(weft_runtime *rt);
+void weft__live_detach(weft_runtime *rt);
 
 /* fs.c: the loader of weft.fscore. */
 int weft__open_fscore(lua_State *L);
@@ -137,6 +167,7 @@ int weft__open_fscore(lua_State *L);
 /* process.c: the loader of weft.proccore; signal names and numbers (the
 ** argument's signal, by name or number, or a bad-argument error). */
 int weft__open_proccore(lua_State *L);
+void weft__procs_free(weft_runtime *rt); /* end and reap the children */
 const char *weft__signal_name(int num);
 int weft__check_signal(lua_State *L, int arg);
 
@@ -158,6 +189,7 @@ struct weft__stream {
     uv_tty_t tty;
   } h;
   weft_runtime *rt;
+  struct weft__live live;    /* in rt->live until the handle has closed */
   struct weft__stream **box; /* the userdata's pointer; NULL once closed */
   const char *kind;          /* "weft.tcp.conn", for __tostring */
   char *buf;                 /* buffered bytes: buf[off, off + len) */

@@ -13,6 +13,23 @@
 ** Callbacks run inside uv_run, between ticks, on the thread the driver
 ** runs ticks on (weft.run may be called from a coroutine of the host's), so
 ** they use that thread, not necessarily the state's main thread.
+**
+** Freeing an attached runtime (weft_attach): the host's state and loop
+** live on, so no finalizer of weft's userdata can be counted on to close
+** what it holds (lua_close runs them all only for a state weft owns), and
+** no libuv callback may run after weft_free and find the freed runtime.
+** So every handle the runtime opens and every request it starts is on
+** rt->live (weft__live_add) until the callback that frees it, and
+** weft_free: ends the children (process.c), calls end on every entry
+** (handles close, which also cancels their write, connect and shutdown
+** requests; fs and DNS requests are uv_cancel'led and marked abandoned;
+** each Lua box is cleared, so that a later method call raises "attempt to
+** use a closed ..." and the box's __gc does nothing), then turns the loop
+** until the list is empty, for a bounded time: a request already running
+** on libuv's thread pool cannot be cancelled and may never end (a read of
+** a FIFO nobody writes to). What is still listed then is detached (rt set
+** to NULL): its callback, on a later turn of the host's loop, only frees
+** its own memory (and closes a descriptor it opened), never the runtime's.
 */
 #include <lauxlib.h>
 #include <string.h>
@@ -51,6 +68,45 @@ void weft__io_complete(weft_runtime *rt, int id,
     weft__set_error(rt, msg ? msg : "error in an I/O completion");
   }
   lua_settop(L, top);
+}
+
+void weft__live_add(weft_runtime *rt, struct weft__live *l,
+                    void (*end)(struct weft__live *l)) {
+  l->rt = rt;
+  l->end = end;
+  l->prev = NULL;
+  l->next = rt->live;
+  if (rt->live != NULL) rt->live->prev = l;
+  rt->live = l;
+}
+
+void weft__live_del(struct weft__live *l) {
+  weft_runtime *rt = l->rt;
+  if (rt == NULL) return; /* detached: the runtime is gone */
+  if (l->prev != NULL)
+    l->prev->next = l->next;
+  else
+    rt->live = l->next;
+  if (l->next != NULL) l->next->prev = l->prev;
+  l->rt = NULL;
+  l->prev = l->next = NULL;
+}
+
+/* An end function calls nothing back at once (libuv calls back on a
+** later turn) and may take only its own entry off the list (an open file,
+** a saved signal handler: nothing calls them back), so the walk is safe.
+** The newest end first: what an entry was made for (a signal's listener,
+** made after the handler it replaces was saved) ends before it. */
+void weft__live_end(weft_runtime *rt) {
+  for (struct weft__live *l = rt->live, *next; l != NULL; l = next) {
+    next = l->next;
+    l->end(l);
+  }
+}
+
+void weft__live_detach(weft_runtime *rt) {
+  while (rt->live != NULL)
+    weft__live_del(rt->live);
 }
 
 /* Push nil and an error for libuv status `status` on `what` (the Lua side
