@@ -15,7 +15,8 @@
 **
 ** Each listener is one uv_signal_t in a struct sig outside the Lua heap,
 ** calling a Lua function (held by a registry reference, dropped on close)
-** under pcall, which only wakes tasks.
+** under pcall, which only wakes tasks. It is on its runtime's live list
+** (io.c) until its handle has closed: weft_free stops it (sig_end).
 */
 #include <lauxlib.h>
 #include <signal.h>
@@ -30,7 +31,9 @@
 struct sig {
   uv_signal_t h;
   weft_runtime *rt;
-  int ref; /* the Lua function to call, or LUA_NOREF */
+  struct weft__live live; /* in rt->live until the handle has closed */
+  struct lsig *u;         /* the userdata, while open */
+  int ref;                /* the Lua function to call, or LUA_NOREF */
   int signum;
 };
 
@@ -41,11 +44,14 @@ struct lsig {
 struct saved {
   struct sigaction sa; /* the handler before libuv's */
   int signum;
-  int pending;         /* not restored yet */
+  int pending;            /* not restored yet */
+  struct weft__live live; /* while pending: weft_free restores it */
 };
 
 static void sig_on_closed(uv_handle_t *h) {
-  free(h->data);
+  struct sig *s = h->data;
+  weft__live_del(&s->live);
+  free(s);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -69,9 +75,20 @@ static void sig_close(lua_State *L, struct lsig *u) {
   struct sig *s = u->s;
   if (s == NULL) return;
   u->s = NULL;
+  s->u = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
   s->ref = LUA_NOREF;
   uv_close((uv_handle_t *)&s->h, sig_on_closed);
+}
+
+/* weft_free: stop a listener Lua still holds, in the host's state. */
+static void sig_end(struct weft__live *l) {
+  struct sig *s = weft__container(l, struct sig, live);
+  if (uv_is_closing((uv_handle_t *)&s->h)) return;
+  if (s->u != NULL)
+    sig_close(s->rt->L, s->u);
+  else /* lsig_start raised (out of memory) before Lua had it */
+    uv_close((uv_handle_t *)&s->h, sig_on_closed);
 }
 
 /*{======================================================================
@@ -88,9 +105,12 @@ static int lsig_number(lua_State *L) {
   return 2;
 }
 
+static void saved_end(struct weft__live *l);
+
 /* sigcore.save(signum) -> saved: the handler in place now */
 static int lsig_save(lua_State *L) {
   int signum = (int)luaL_checkinteger(L, 1);
+  weft_runtime *rt = weft__rt(L);
   struct saved *sv = lua_newuserdata(L, sizeof *sv);
   memset(sv, 0, sizeof *sv);
   luaL_getmetatable(L, SAVED_MT);
@@ -98,6 +118,7 @@ static int lsig_save(lua_State *L) {
   if (sigaction(signum, NULL, &sv->sa) == 0) {
     sv->signum = signum;
     sv->pending = 1;
+    weft__live_add(rt, &sv->live, saved_end);
   }
   return 1;
 }
@@ -106,9 +127,21 @@ static void restore(struct saved *sv) {
   struct sigaction cur;
   if (!sv->pending) return;
   sv->pending = 0;
+  weft__live_del(&sv->live);
   if (sigaction(sv->signum, NULL, &cur) == 0 && cur.sa_handler == SIG_DFL &&
       !(cur.sa_flags & SA_SIGINFO))
     sigaction(sv->signum, &sv->sa, NULL);
+}
+
+/*
+** weft_free: the handler goes back now, not when a host's collector gets
+** to the saved userdata (a host's SIGINT handler, say, would be the
+** default meanwhile). Nothing calls back, so it leaves the list at once.
+** The listeners of the signal were made after it and so ended before it
+** (io.c ends the newest first): libuv has left SIG_DFL by now.
+*/
+static void saved_end(struct weft__live *l) {
+  restore(weft__container(l, struct saved, live));
 }
 
 /* sigcore.restore(saved): put the saved handler back if libuv left none */
@@ -133,7 +166,12 @@ static int lsig_start(lua_State *L) {
   s->ref = LUA_NOREF;
   s->h.data = s;
   int rc = uv_signal_init(rt->loop, &s->h);
-  if (rc == 0) rc = uv_signal_start(&s->h, on_signal, signum);
+  if (rc < 0) { /* no handle was made: nothing to close */
+    free(s);
+    return weft__io_push_error(L, rc, "weft.signal");
+  }
+  weft__live_add(rt, &s->live, sig_end);
+  rc = uv_signal_start(&s->h, on_signal, signum);
   if (rc < 0) {
     uv_close((uv_handle_t *)&s->h, sig_on_closed);
     return weft__io_push_error(L, rc, "weft.signal");
@@ -141,6 +179,7 @@ static int lsig_start(lua_State *L) {
   lua_pushvalue(L, 2);
   s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   u->s = s;
+  s->u = u;
   return 1;
 }
 

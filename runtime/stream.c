@@ -19,6 +19,11 @@
 ** the Lua side, which wakes their tasks with a "closed" error: a callback
 ** that comes later (libuv cancels the requests of a closed handle) finds no
 ** id and only frees.
+**
+** A stream is on its runtime's live list (io.c) until its handle has
+** closed: weft_free closes the streams Lua still holds (stream_end), so
+** that a host keeping a conn after weft_free gets "attempt to use a closed
+** conn", and the stream's callbacks have all run when weft_free returns.
 */
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -39,6 +44,7 @@ enum { MODE_ANY, MODE_LINE, MODE_EXACT, MODE_READY };
 static void on_close(uv_handle_t *h) {
   struct weft__stream *s = h->data;
   if (s->fd >= 0) fcntl(s->fd, F_SETFL, s->fd_flags);
+  weft__live_del(&s->live);
   free(s->buf);
   free(s);
 }
@@ -52,6 +58,13 @@ void weft__stream_close(struct weft__stream *s) {
   s->held = LUA_NOREF;
   s->read_id = s->write_id = s->shut_id = s->conn_id = 0;
   if (!uv_is_closing(&s->h.handle)) uv_close(&s->h.handle, on_close);
+}
+
+/* weft_free, on a stream Lua still holds (rt->L is the host's, alive). A
+** closing one is left alone: its box may be gone with a closed state. */
+static void stream_end(struct weft__live *l) {
+  struct weft__stream *s = weft__container(l, struct weft__stream, live);
+  if (!uv_is_closing(&s->h.handle)) weft__stream_close(s);
 }
 
 static int lstream__gc(lua_State *L);
@@ -96,19 +109,21 @@ void weft__ignore_sigpipe(void) {
 ** the start.
 */
 struct weft__stream *weft__stream_new(lua_State *L, const char *kind) {
+  weft_runtime *rt = weft__rt(L); /* before the allocation: it may raise */
   struct weft__stream **box = lua_newuserdata(L, sizeof *box);
   *box = NULL;
   push_meta(L);
   lua_setmetatable(L, -2);
   struct weft__stream *s = calloc(1, sizeof *s);
   if (s == NULL) luaL_error(L, "weft: out of memory");
-  s->rt = weft__rt(L);
+  s->rt = rt;
   s->kind = kind;
   s->box = box;
   s->fd = -1;
   s->held = LUA_NOREF;
   s->h.handle.data = s;
   *box = s;
+  weft__live_add(rt, &s->live, stream_end);
   return s;
 }
 
@@ -627,6 +642,7 @@ static int lstream_open_stdio(lua_State *L) {
   if (rc < 0 && t == UV_TTY) {
     /* No handle was made: nothing to close. */
     *s->box = NULL;
+    weft__live_del(&s->live);
     free(s);
     lua_pop(L, 1);
     return weft__io_push_error(L, rc, "open stdio");

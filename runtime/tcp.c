@@ -10,7 +10,8 @@
 ** the kernel's backlog holds the rest, so a server nobody accepts on holds
 ** no memory of ours. Like a conn, the server handle keeps the loop alive
 ** only while a task waits on it, so that a listening server does not hide
-** a deadlock of the tasks around it.
+** a deadlock of the tasks around it. A server is on its runtime's live
+** list (io.c) until its handle has closed: weft_free closes it.
 */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 struct server {
   uv_tcp_t h;
   weft_runtime *rt;
+  struct weft__live live; /* in rt->live until the handle has closed */
   struct server **box; /* the userdata's pointer; NULL once closed */
   int accept_id;       /* the waiting accept, or 0 */
   int pending;         /* libuv holds a connection for uv_accept */
@@ -85,7 +87,9 @@ static void on_connect(uv_connect_t *req, int status) {
 }
 
 static void server_on_close(uv_handle_t *h) {
-  free(h->data);
+  struct server *v = h->data;
+  weft__live_del(&v->live);
+  free(v);
 }
 
 static void server_close(struct server *v) {
@@ -94,6 +98,12 @@ static void server_close(struct server *v) {
   v->accept_id = 0;
   if (!uv_is_closing((uv_handle_t *)&v->h))
     uv_close((uv_handle_t *)&v->h, server_on_close);
+}
+
+/* weft_free (see stream_end in stream.c). */
+static void server_end(struct weft__live *l) {
+  struct server *v = weft__container(l, struct server, live);
+  if (!uv_is_closing((uv_handle_t *)&v->h)) server_close(v);
 }
 
 /* Push the connection libuv holds as a conn, or nil, err. */
@@ -190,17 +200,19 @@ static int ltcp_listen(lua_State *L) {
   const char *ip = luaL_checkstring(L, 1);
   int port = checkport(L, 2);
   int backlog = (int)luaL_optinteger(L, 3, 511);
+  weft_runtime *rt = weft__rt(L); /* before the allocation: it may raise */
   struct server **box = lua_newuserdata(L, sizeof *box);
   *box = NULL;
   luaL_getmetatable(L, SERVER_MT);
   lua_setmetatable(L, -2);
   struct server *v = calloc(1, sizeof *v);
   if (v == NULL) return luaL_error(L, "weft: out of memory");
-  v->rt = weft__rt(L);
+  v->rt = rt;
   v->h.data = v;
   v->box = box;
   *box = v;
-  uv_tcp_init(v->rt->loop, &v->h);
+  uv_tcp_init(rt->loop, &v->h);
+  weft__live_add(rt, &v->live, server_end);
   uv_unref((uv_handle_t *)&v->h);
   struct sockaddr_storage ss;
   int rc = weft__addr_parse(ip, port, &ss);

@@ -10,7 +10,8 @@
 ** (once one is queued, libuv queues every later send behind it). As with
 ** streams (stream.c), closing returns the waiting operations' ids to the
 ** Lua side, and the handle keeps the loop alive only while a receiver
-** waits.
+** waits. A socket is on its runtime's live list (io.c) until its handle
+** has closed: weft_free closes it, which cancels its queued sends.
 */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 struct udp {
   uv_udp_t h;
   weft_runtime *rt;
+  struct weft__live live; /* in rt->live until the handle has closed */
   struct udp **box; /* the userdata's pointer; NULL once closed */
   int recv_id;
   struct sendreq *sends; /* queued sends, a doubly linked list */
@@ -42,7 +44,9 @@ struct sendreq {
 };
 
 static void on_close(uv_handle_t *h) {
-  free(h->data);
+  struct udp *u = h->data;
+  weft__live_del(&u->live);
+  free(u);
 }
 
 static void udp_close(struct udp *u) {
@@ -53,6 +57,12 @@ static void udp_close(struct udp *u) {
     r->id = 0;
   if (!uv_is_closing((uv_handle_t *)&u->h))
     uv_close((uv_handle_t *)&u->h, on_close);
+}
+
+/* weft_free (see stream_end in stream.c). */
+static void udp_end(struct weft__live *l) {
+  struct udp *u = weft__container(l, struct udp, live);
+  if (!uv_is_closing((uv_handle_t *)&u->h)) udp_close(u);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
@@ -150,17 +160,19 @@ static int checkport(lua_State *L, int idx) {
 static int ludp_bind(lua_State *L) {
   const char *ip = luaL_checkstring(L, 1);
   int port = checkport(L, 2);
+  weft_runtime *rt = weft__rt(L); /* before the allocation: it may raise */
   struct udp **box = lua_newuserdata(L, sizeof *box);
   *box = NULL;
   luaL_getmetatable(L, UDP_MT);
   lua_setmetatable(L, -2);
   struct udp *u = calloc(1, sizeof *u);
   if (u == NULL) return luaL_error(L, "weft: out of memory");
-  u->rt = weft__rt(L);
+  u->rt = rt;
   u->h.data = u;
   u->box = box;
   *box = u;
-  uv_udp_init(u->rt->loop, &u->h);
+  uv_udp_init(rt->loop, &u->h);
+  weft__live_add(rt, &u->live, udp_end);
   uv_unref((uv_handle_t *)&u->h);
   struct sockaddr_storage ss;
   int rc = weft__addr_parse(ip, port, &ss);
