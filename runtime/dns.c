@@ -6,7 +6,10 @@
 ** request already running completes anyway and its callback only frees.
 ** The Lua side holds each request through a box (metatable "weft.dns.req")
 ** whose __gc also clears the id: when the Lua state is closed under a
-** waiting resolve, the late callback must not call into it.
+** waiting resolve, the late callback must not call into it. weft_free
+** clears the id and the box of every request (dns_end) and, for one still
+** resolving when it stops waiting, the runtime (live.rt): that callback
+** then only frees the request.
 */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -39,7 +42,7 @@ int weft__addr_parse(const char *host, int port, struct sockaddr_storage *ss) {
 
 struct dnsreq {
   uv_getaddrinfo_t req;
-  weft_runtime *rt;
+  struct weft__live live; /* live.rt: the runtime, NULL once it is gone */
   int id;
   int status;
   struct dnsreq **box; /* the Lua side's box, until either side goes */
@@ -81,9 +84,19 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
   r->status = status;
   r->res = res;
   if (r->box != NULL) *r->box = NULL;
-  if (r->id != 0) weft__io_complete(r->rt, r->id, push_addrs, r);
+  if (r->id != 0) weft__io_complete(r->live.rt, r->id, push_addrs, r);
   uv_freeaddrinfo(res);
+  weft__live_del(&r->live);
   free(r);
+}
+
+/* weft_free: the result goes nowhere, and the box may outlive us. */
+static void dns_end(struct weft__live *l) {
+  struct dnsreq *r = weft__container(l, struct dnsreq, live);
+  r->id = 0;
+  if (r->box != NULL) *r->box = NULL;
+  r->box = NULL;
+  uv_cancel((uv_req_t *)&r->req);
 }
 
 /*{======================================================================
@@ -103,7 +116,6 @@ static int ldns_resolve(lua_State *L) {
   struct dnsreq *r = calloc(1, sizeof *r + n + 1);
   if (r == NULL) return luaL_error(L, "weft: out of memory");
   memcpy(r->host, host, n + 1);
-  r->rt = rt;
   r->id = id;
   r->req.data = r;
   struct addrinfo hints;
@@ -120,6 +132,7 @@ static int ldns_resolve(lua_State *L) {
   }
   r->box = box;
   *box = r;
+  weft__live_add(rt, &r->live, dns_end);
   return 1;
 }
 

@@ -19,6 +19,16 @@
 ** write that other file (gh-11). Closing a file with requests in flight
 ** cancels those still queued (they fail with EBADF) and leaves the close
 ** to the last one to call back.
+**
+** Every request is on its runtime's live list (io.c) until its callback.
+** weft_free abandons and cancels them all; one already running on the
+** thread pool when weft_free gives up waiting is detached (live.rt is
+** NULL) and its callback then only cleans up, as for any abandoned one:
+** it touches the request, its file (which Lua's box or the request count
+** keeps alive, never the runtime) and nothing else. An open file is listed
+** too while Lua holds its box, so that weft_free closes its descriptor
+** (and removes its temporary file) even if the box lives on in a host's
+** state; the box then only frees it.
 */
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -38,12 +48,13 @@ struct fsfile {
   int closing;        /* no new requests; fd closes when nreq is 0 */
   int temp;           /* path is a temporary file, removed at the end */
   struct fsreq *reqs; /* the nreq requests, for close to cancel */
+  struct weft__live live; /* while boxed: weft_free closes it (file_end) */
   char path[];        /* for error messages and the temporary file */
 };
 
 struct fsreq {
   uv_fs_t req;
-  weft_runtime *rt;
+  struct weft__live live; /* live.rt: the runtime, NULL once it is gone */
   int id;
   int abandoned;
   int temp; /* open: a file this open creates, removed if abandoned */
@@ -63,7 +74,7 @@ static struct fsreq *fsreq_new(lua_State *L, const char *what) {
   weft_runtime *rt = weft__rt(L);
   struct fsreq *r = calloc(1, sizeof *r);
   if (r == NULL) luaL_error(L, "weft.fs: out of memory");
-  r->rt = rt;
+  r->live.rt = rt; /* listed once started (started_on) */
   r->id = id;
   r->req.data = r;
   snprintf(r->what, sizeof r->what, "%s", what);
@@ -136,6 +147,8 @@ static const char *type_of(uint64_t mode) {
   }
 }
 
+static void file_end(struct weft__live *l);
+
 static int push_result(lua_State *L, void *ud) {
   struct fsreq *r = ud;
   uv_fs_t *q = &r->req;
@@ -172,6 +185,7 @@ static int push_result(lua_State *L, void *ud) {
     r->opened = NULL;
     (*box)->fd = (uv_file)q->result;
     (*box)->boxed = 1;
+    weft__live_add(r->live.rt, &(*box)->live, file_end);
     luaL_getmetatable(L, FD_MT);
     lua_setmetatable(L, -2);
     return 1;
@@ -208,7 +222,10 @@ static void file_finish(struct fsfile *f) {
     uv_fs_req_cleanup(&c);
     f->temp = 0;
   }
-  if (!f->boxed) free(f);
+  if (!f->boxed) {
+    weft__live_del(&f->live);
+    free(f);
+  }
 }
 
 /* Request r starts using f. */
@@ -242,12 +259,22 @@ static int file_close(struct fsfile *f) {
   return f->nreq == 0;
 }
 
+/* weft_free, on a file Lua still holds: a host's state may keep its box
+** (and so the descriptor and a temporary file) for as long as it likes. It
+** closes now, or when its last request calls back; the box's __gc frees
+** it. Nothing of a file calls back, so it leaves the list at once. */
+static void file_end(struct weft__live *l) {
+  struct fsfile *f = weft__container(l, struct fsfile, live);
+  weft__live_del(l);
+  file_close(f);
+  if (f->nreq == 0) file_finish(f);
+}
+
 static void on_fs(uv_fs_t *q) {
   struct fsreq *r = q->data;
-  /* No Lua side (the runtime is being freed and this request completed as
-  ** the loop closed): nobody will ever get the result, so it is abandoned
-  ** too, else an open that completed then leaked its descriptor (gh-11). */
-  if (r->abandoned || r->rt->ref_io_done == LUA_NOREF) {
+  /* Abandoned also when the runtime is freed (fsreq_end), even detached:
+  ** then live.rt is NULL and nothing here may reach the runtime. */
+  if (r->abandoned) {
     /* The wait is gone: a descriptor opened for it would leak. */
     if (q->fs_type == UV_FS_OPEN && q->result >= 0) {
       uv_fs_t c;
@@ -264,10 +291,18 @@ static void on_fs(uv_fs_t *q) {
     /* Cancelled by the file's close, not by its waiter. */
     if (q->result == UV_ECANCELED && r->file != NULL && r->file->closing)
       q->result = UV_EBADF;
-    weft__io_complete(r->rt, r->id, push_result, r);
+    weft__io_complete(r->live.rt, r->id, push_result, r);
   }
   if (r->file != NULL) file_unuse(r);
+  weft__live_del(&r->live);
   fsreq_free(r);
+}
+
+/* weft_free: nobody will ever get the result (see the top of the file). */
+static void fsreq_end(struct weft__live *l) {
+  struct fsreq *r = weft__container(l, struct fsreq, live);
+  r->abandoned = 1;
+  uv_cancel((uv_req_t *)&r->req);
 }
 
 /* Start request r (rc is what the uv_fs_* call returned); a request on
@@ -280,6 +315,7 @@ static int started_on(lua_State *L, struct fsreq *r, struct fsfile *f, int rc) {
     return n;
   }
   if (f != NULL) file_use(f, r);
+  weft__live_add(r->live.rt, &r->live, fsreq_end);
   lua_pushlightuserdata(L, r);
   return 1;
 }
@@ -295,7 +331,7 @@ static int started(lua_State *L, struct fsreq *r, int rc) {
 **=======================================================================*/
 
 static uv_loop_t *loop_of(struct fsreq *r) {
-  return r->rt->loop;
+  return r->live.rt->loop;
 }
 
 /* A path argument: a string with no zero byte, which the system call

@@ -1,17 +1,20 @@
 /*
 ** process.c: child processes for tasks, on uv_spawn.
 **
-** A child's uv_process_t lives in a struct proc outside the Lua heap; the
-** userdata (struct lproc) holds a pointer to it and, once the child has
+** A child's uv_process_t lives in a struct weft__proc outside the Lua heap;
+** the userdata (struct lproc) holds a pointer to it and, once the child has
 ** exited, its status. The handle is closed when the child exits (libuv has
 ** reaped it by then), never before: closing the handle of a running child
 ** would leave its exit unobserved and the child a zombie. So a proc that
 ** is collected while its child runs is only detached; its exit callback
 ** reaps it and closes the handle. The handle is referenced only while a
-** task waits, so that a child does not hide a deadlock. Only when the Lua
-** state closes (the runtime is freed) are children still running ended
-** and reaped by hand (lprocs__gc): the list of live procs hangs off a
-** registry object whose finalizer runs only then.
+** task waits, so that a child does not hide a deadlock. Only when the
+** runtime is freed are children still running ended and reaped by hand
+** (weft__procs_free, called by weft_free: not by a finalizer, since a
+** host's state that a runtime was attached to outlives it, and would run
+** one too late or never). The runtime lists them (rt->procs) while they
+** run, and every proc is on its live list (io.c) until its handles have
+** closed.
 **
 ** A wait is an I/O operation (io.c): the exit callback completes the ids of
 ** the tasks waiting. Cancelling a wait terminates the child: SIGTERM at
@@ -34,37 +37,32 @@
 
 #define PROCESS_MT "weft.process"
 #define PIPE_KIND "weft.process.conn"
-#define PROCS_KEY "weft.process.procs"
 #define FREE_GRACE_NS 100000000ull /* weft_free: SIGTERM to SIGKILL */
 
 struct lproc;
 
-struct proc {
+struct weft__proc {
   uv_process_t h;
   uv_timer_t grace; /* SIGKILL when the grace ends; initialised on demand */
   weft_runtime *rt;
+  struct weft__live live; /* in rt->live until its handles have closed */
   struct lproc *u; /* the userdata, or NULL once collected */
-  struct procs *list;
-  struct proc *prev, *next; /* in list, while open */
+  struct weft__proc *prev, *next; /* in rt->procs, while listed */
+  int listed;
   int nopen;                /* handles not yet closed: freed at 0 */
   int has_timer, closing;
-  int reaped; /* by lprocs__gc's waitpid: libuv will not see its exit */
+  int reaped; /* by weft__procs_free's waitpid: libuv will not see it */
+  int wstatus; /* what that waitpid said, when reaped is 2 */
   int *waits; /* ids of the tasks waiting */
   int nwaits, capwaits;
 };
 
 struct lproc {
-  struct proc *p; /* NULL once the handles are closed */
+  struct weft__proc *p; /* NULL once the handles are closed */
   int pid;
   int exited;
   int64_t code;
   int sig;
-};
-
-/* The open procs of a runtime (see the top of the file). */
-struct procs {
-  struct proc *head;
-  int closed;
 };
 
 /*{======================================================================
@@ -111,22 +109,23 @@ int weft__check_signal(lua_State *L, int arg) {
 /*}======================================================================*/
 
 static void proc_on_closed(uv_handle_t *h) {
-  struct proc *p = h->data;
+  struct weft__proc *p = h->data;
   if (--p->nopen > 0) return;
   if (p->u != NULL) p->u->p = NULL;
+  weft__live_del(&p->live);
   free(p->waits);
   free(p);
 }
 
 /* Close p's handles (once) and take it off its runtime's list. */
-static void proc_close(struct proc *p) {
+static void proc_close(struct weft__proc *p) {
   if (p->closing) return;
   p->closing = 1;
-  if (p->list != NULL) {
+  if (p->listed) {
     if (p->prev) p->prev->next = p->next;
-    else p->list->head = p->next;
+    else p->rt->procs = p->next;
     if (p->next) p->next->prev = p->prev;
-    p->list = NULL;
+    p->listed = 0;
   }
   uv_close((uv_handle_t *)&p->h, proc_on_closed);
   if (p->has_timer) uv_close((uv_handle_t *)&p->grace, proc_on_closed);
@@ -146,7 +145,7 @@ static int push_status(lua_State *L, void *ud) {
 }
 
 static void proc_on_exit(uv_process_t *h, int64_t status, int sig) {
-  struct proc *p = h->data;
+  struct weft__proc *p = h->data;
   struct lproc st = {NULL, h->pid, 1, sig != 0 ? 128 + sig : status, sig};
   if (p->u != NULL) *p->u = st; /* which also detaches it from p */
   p->u = NULL;
@@ -159,7 +158,7 @@ static void proc_on_exit(uv_process_t *h, int64_t status, int sig) {
 }
 
 static void on_grace(uv_timer_t *t) {
-  struct proc *p = t->data;
+  struct weft__proc *p = t->data;
   uv_process_kill(&p->h, SIGKILL);
 }
 
@@ -167,12 +166,24 @@ static struct lproc *check_proc(lua_State *L) {
   return luaL_checkudata(L, 1, PROCESS_MT);
 }
 
-/* The registry object listing a runtime's open procs, made on first use. */
-static struct procs *procs_of(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, PROCS_KEY);
-  struct procs *ps = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return ps;
+/* End p: cut it off from its userdata, which keeps how the child ended if
+** weft__procs_free reaped it (kill then fails with ESRCH, a wait returns
+** the status), and close it. weft__procs_free calls it once the child is
+** reaped; by the time weft_free ends its live list, every proc is closing
+** and this does nothing more. */
+static void proc_end(struct weft__live *l) {
+  struct weft__proc *p = weft__container(l, struct weft__proc, live);
+  if (p->u != NULL && p->reaped == 2) {
+    int w = p->wstatus, sig = WIFSIGNALED(w) ? WTERMSIG(w) : 0;
+    struct lproc st = {NULL, p->h.pid, 1, sig ? 128 + sig : WEXITSTATUS(w),
+                       sig};
+    *p->u = st;
+  } else if (p->u != NULL) {
+    p->u->p = NULL;
+  }
+  p->u = NULL;
+  p->nwaits = 0;
+  proc_close(p);
 }
 
 /*{======================================================================
@@ -207,7 +218,6 @@ static const char *const stdio_modes[] = {"inherit", "pipe", "null", NULL};
 ** args holds argv[1..]; env, when given, is a list of "K=V". */
 static int lproc_spawn(lua_State *L) {
   weft_runtime *rt = weft__rt(L);
-  struct procs *ps = procs_of(L);
   uv_process_options_t o;
   uv_stdio_container_t io[3];
   struct weft__stream *pipes[3] = {NULL, NULL, NULL};
@@ -267,7 +277,7 @@ static int lproc_spawn(lua_State *L) {
   luaL_getmetatable(L, PROCESS_MT);
   lua_setmetatable(L, -2);
   int ui = lua_gettop(L);
-  struct proc *p = calloc(1, sizeof *p);
+  struct weft__proc *p = calloc(1, sizeof *p);
   if (p == NULL) {
     rc = UV_ENOMEM;
     goto fail;
@@ -276,6 +286,9 @@ static int lproc_spawn(lua_State *L) {
   p->h.data = p;
   p->grace.data = p;
   p->nopen = 1;
+  /* Listed before uv_spawn, which initialises the handle even when it
+  ** fails (proc_on_closed takes it off). */
+  weft__live_add(rt, &p->live, proc_end);
   /* What the child inherits is written in order with what it writes. */
   fflush(stdout);
   fflush(stderr);
@@ -291,10 +304,10 @@ static int lproc_spawn(lua_State *L) {
   p->u = u;
   u->p = p;
   u->pid = p->h.pid;
-  p->list = ps;
-  p->next = ps->head;
-  if (ps->head) ps->head->prev = p;
-  ps->head = p;
+  p->listed = 1;
+  p->next = rt->procs;
+  if (rt->procs) rt->procs->prev = p;
+  rt->procs = p;
   if (nullfd >= 0) close(nullfd);
   lua_pushvalue(L, ui);
   for (int i = 0; i < 3; i++) {
@@ -349,7 +362,7 @@ static int lproc_kill(lua_State *L) {
 static int lproc_wait(lua_State *L) {
   int id = (int)luaL_checkinteger(L, 1);
   struct lproc *u = luaL_checkudata(L, 2, PROCESS_MT);
-  struct proc *p = u->p;
+  struct weft__proc *p = u->p;
   if (p == NULL || u->exited) return luaL_error(L, "wait: process exited");
   if (p->nwaits == p->capwaits) {
     int cap = p->capwaits ? 2 * p->capwaits : 4;
@@ -372,7 +385,7 @@ static int lproc_terminate(lua_State *L) {
   struct lproc *u = check_proc(L);
   int id = (int)luaL_checkinteger(L, 2);
   lua_Number grace = luaL_checknumber(L, 3);
-  struct proc *p = u->p;
+  struct weft__proc *p = u->p;
   if (p == NULL || u->exited || p->closing) return 0;
   for (int i = 0; i < p->nwaits; i++) {
     if (p->waits[i] == id) {
@@ -396,19 +409,15 @@ static int lproc_terminate(lua_State *L) {
 
 static int lproc__gc(lua_State *L) {
   struct lproc *u = check_proc(L);
-  struct proc *p = u->p;
+  struct weft__proc *p = u->p;
   if (p == NULL) return 0;
   u->p = NULL;
   p->u = NULL;
   p->nwaits = 0; /* nobody can wait on a proc that was collected */
   if (p->closing) return 0;
-  if (p->list == NULL || p->list->closed) {
-    uv_process_kill(&p->h, SIGTERM);
-    proc_close(p);
-  } else {
-    /* Its exit callback reaps it; it keeps no task waiting meanwhile. */
-    uv_unref((uv_handle_t *)&p->h);
-  }
+  /* Its exit callback reaps it (or weft__procs_free, if the runtime goes
+  ** first); it keeps no task waiting meanwhile. */
+  uv_unref((uv_handle_t *)&p->h);
   return 0;
 }
 
@@ -428,44 +437,39 @@ static int lproc__tostring(lua_State *L) {
 ** of the host (and one ignoring SIGTERM an orphan outliving it, holding
 ** the host's stdout). So: SIGTERM to all, up to FREE_GRACE_NS for them to
 ** exit, SIGKILL to the rest, and waitpid for each, before the handles are
-** closed (gh-11).
+** closed (gh-11). Each proc's userdata, if Lua still has it (a host's
+** state), is cut off from it (proc_end).
 */
-static int lprocs__gc(lua_State *L) {
-  struct procs *ps = lua_touserdata(L, 1);
-  ps->closed = 1;
-  for (struct proc *p = ps->head; p != NULL; p = p->next)
+void weft__procs_free(weft_runtime *rt) {
+  for (struct weft__proc *p = rt->procs; p != NULL; p = p->next)
     uv_process_kill(&p->h, SIGTERM);
   uint64_t until = uv_hrtime() + FREE_GRACE_NS;
   for (int left = 1; left;) {
     left = 0;
-    for (struct proc *p = ps->head; p != NULL; p = p->next) {
+    for (struct weft__proc *p = rt->procs; p != NULL; p = p->next) {
       if (p->reaped) continue;
-      pid_t rc = waitpid(p->h.pid, NULL, WNOHANG);
+      pid_t rc = waitpid(p->h.pid, &p->wstatus, WNOHANG);
       if (rc == 0 || (rc < 0 && errno == EINTR))
         left++;
       else
-        p->reaped = 1;
+        p->reaped = rc > 0 ? 2 : 1;
     }
     if (left && uv_hrtime() >= until) {
-      for (struct proc *p = ps->head; p != NULL; p = p->next) {
+      for (struct weft__proc *p = rt->procs; p != NULL; p = p->next) {
         if (p->reaped) continue;
         kill(p->h.pid, SIGKILL);
-        while (waitpid(p->h.pid, NULL, 0) < 0 && errno == EINTR) {
-        }
-        p->reaped = 1;
+        pid_t rc;
+        do
+          rc = waitpid(p->h.pid, &p->wstatus, 0);
+        while (rc < 0 && errno == EINTR);
+        p->reaped = rc > 0 ? 2 : 1;
       }
       left = 0;
     }
     if (left) uv_sleep(1);
   }
-  while (ps->head != NULL) {
-    struct proc *p = ps->head;
-    if (p->u != NULL) p->u->p = NULL;
-    p->u = NULL;
-    p->nwaits = 0;
-    proc_close(p);
-  }
-  return 0;
+  while (rt->procs != NULL)
+    proc_end(&rt->procs->live); /* which takes it off rt->procs */
 }
 
 static void new_meta(lua_State *L, const char *name, const luaL_Reg *m) {
@@ -493,17 +497,6 @@ int weft__open_proccore(lua_State *L) {
       {NULL, NULL},
   };
   new_meta(L, PROCESS_MT, proc_meta);
-  lua_getfield(L, LUA_REGISTRYINDEX, PROCS_KEY);
-  if (lua_isnil(L, -1)) {
-    struct procs *ps = lua_newuserdata(L, sizeof *ps);
-    memset(ps, 0, sizeof *ps);
-    lua_newtable(L);
-    lua_pushcfunction(L, lprocs__gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, PROCS_KEY);
-  }
-  lua_pop(L, 1);
   lua_newtable(L);
   luaL_register(L, NULL, funcs);
   return 1;

@@ -801,6 +801,50 @@ static void unload(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/*
+** Freeing (see "Freeing an attached runtime" in io.c and
+** docs/internals.md). A loop weft owns is closed, which waits for all. On a
+** host's loop weft_free turns the loop until the runtime's handles have
+** closed and its requests called back, for FREE_WAIT_MS at most: what
+** still runs then on libuv's thread pool (uv_cancel cannot stop it, and a
+** read of a FIFO or a resolve of a dead DNS server may take for ever) is
+** detached, and only frees itself when it ends.
+*/
+#define FREE_WAIT_MS 1000
+
+static void on_free_wait(uv_timer_t *h) {
+  (void)h; /* the bound is up: drain sees the timer inactive */
+}
+
+static void drain(weft_runtime *rt) {
+  if (rt->live == NULL) return;
+  uv_update_time(rt->loop);
+  uv_timer_start(&rt->timer, on_free_wait, FREE_WAIT_MS, 0);
+  uv_ref((uv_handle_t *)&rt->timer); /* UV_RUN_ONCE wakes at the bound */
+  while (rt->live != NULL && uv_is_active((uv_handle_t *)&rt->timer))
+    uv_run(rt->loop, UV_RUN_ONCE);
+  uv_timer_stop(&rt->timer);
+}
+
+struct own {
+  weft_runtime *rt;
+  int n;
+};
+
+static void count_own(uv_handle_t *h, void *arg) {
+  struct own *o = arg;
+  const char *p = (const char *)h, *rt = (const char *)o->rt;
+  if (p >= rt && p < rt + sizeof *o->rt) o->n++;
+}
+
+/* Whether the loop still has a handle in rt's memory (the timer, the async
+** handle...): uv_walk sees a closing handle until its close callback. */
+static int has_own_handles(weft_runtime *rt) {
+  struct own o = {rt, 0};
+  uv_walk(rt->loop, count_own, &o);
+  return o.n > 0;
+}
+
 void weft_free(weft_runtime *rt) {
   if (rt == NULL) return;
   /* First: workers post to the async handle closed below. */
@@ -820,6 +864,12 @@ void weft_free(weft_runtime *rt) {
   ** they must find no Lua side to call into (io.c checks this). */
   rt->ref_io_done = LUA_NOREF;
   rt->drive_L = NULL;
+  /* What no finalizer may close now (a host's state lives on): end the
+  ** children, close every handle, cancel every request (io.c). */
+  weft__procs_free(rt);
+  weft__live_end(rt);
+  drain(rt);
+  weft__live_detach(rt);
   uv_close((uv_handle_t *)&rt->timer, on_close);
   tfd_close(rt, on_close);
   uv_close((uv_handle_t *)&rt->async, on_close);
@@ -829,7 +879,9 @@ void weft_free(weft_runtime *rt) {
     while (uv_loop_close(rt->loop) == UV_EBUSY)
       uv_run(rt->loop, UV_RUN_ONCE);
   } else {
-    uv_run(rt->loop, UV_RUN_NOWAIT);
+    /* Their memory is ours: the host's loop must be done with them. */
+    while (has_own_handles(rt))
+      uv_run(rt->loop, UV_RUN_NOWAIT);
   }
   weft__timers_destroy(&rt->timers);
   uv_mutex_destroy(&rt->post_mu);
