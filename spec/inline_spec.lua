@@ -291,3 +291,98 @@ describe("the inline trampoline in a task", function()
     assert.equal(2, y)
   end))
 end)
+
+-- A coroutine whose task finished runs the next ready task, if it has
+-- never run, itself (weft.sched, chain): the same order, and every
+-- outcome belongs to the task it is of.
+describe("a finished task's coroutine running fresh tasks", function()
+  it("runs them in the order they were spawned, with their own values",
+    function()
+      local out, status = run [[
+        local weft = require "weft"
+        local log, ts = {}, {}
+        for i = 1, 5 do
+          ts[i] = weft.go(function(x)
+            log[#log + 1] = x
+            if i == 3 then weft.sleep(0) log[#log + 1] = "3 woke" end
+            return x * 10
+          end, i)
+        end
+        local sum = 0
+        for i = 1, 5 do sum = sum + ts[i]:join() end
+        print(table.concat(log, ","), sum)
+      ]]
+      assert.equal(0, status)
+      assert.equal("1,2,3,4,5,3 woke\t150\n", out)
+    end)
+
+  it("reports a failure as the failing task's, not the one before it",
+    function()
+      local out = run [[
+        local weft = require "weft"
+        local a = weft.spawn { name = "first", fn = function() return 1 end }
+        local b = weft.spawn { name = "second", fn = function()
+          error("boom in second")
+        end }
+        local c = weft.spawn { name = "third", fn = function() return 3 end }
+        print(a:join())
+        local ok, err = b:join()
+        print(ok, err.kind, tostring(err):match("second") ~= nil)
+        print(c:join())
+      ]]
+      assert.equal("1\nnil\tbug\ttrue\n3\n", out)
+    end)
+
+  it("a yield from a chained task comes back after the others", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local log = {}
+      weft.go(function() log[#log + 1] = "a" end)
+      weft.go(function()
+        log[#log + 1] = "b"
+        weft.yield()
+        log[#log + 1] = "b again"
+      end)
+      weft.go(function() log[#log + 1] = "c" end)
+      weft.sleep(0.001)
+      print(table.concat(log, ","))
+    ]]
+    assert.equal(0, status)
+    assert.equal("a,b,c,b again\n", out)
+  end)
+
+  it("stops at a stepped tick's budget", function()
+    local out = H.luajit [[
+      local weft = require "weft"
+      local n = 0
+      weft.start(function()
+        for _ = 1, 100000 do weft.go(function() n = n + 1 end) end
+      end)
+      weft.step(0) -- the spawner
+      local steps = 1
+      while weft.step(1) > 0 do steps = steps + 1 end
+      -- 100,000 tasks of ~0.2 us: ~20 ms in 1 ms steps, so many steps;
+      -- a chain that ignored the deadline would run them all in the first.
+      print(n, steps >= 5)
+    ]]
+    assert.equal("100000\ttrue\n", out)
+  end)
+
+  it("an errgroup's tasks all end and its first error wins", function()
+    local out, status = run [[
+      local weft = require "weft"
+      local g = weft.group()
+      local done = 0
+      for i = 1, 1000 do
+        g:go(function()
+          done = done + 1
+          if i == 500 then return nil, "task 500 failed" end
+        end)
+      end
+      local err = g:wait()
+      print(done, tostring(err):match("task 500 failed") ~= nil)
+    ]]
+    assert.equal(0, status)
+    assert.equal("1000\ttrue\n", out)
+  end)
+end)

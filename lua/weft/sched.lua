@@ -1337,9 +1337,12 @@ local function returned(fn, ...)
   return finish(R.cur, fn, true, ...)
 end
 
--- (t is R.cur, see returned; it stays a parameter, as the trampoline
--- passes it.)
-local function body(t, fn, args) -- luacheck: ignore 232
+local chain -- chain(me) -> fn, args of the next task to run here, or nil
+
+-- body(me, fn, args): me is this coroutine (the task is R.cur, see
+-- returned). When its task has finished and the next ready task has never
+-- run, it runs that one too, here (see chain); otherwise it yields FREE.
+local function body(me, fn, args)
   while true do
     if args then
       -- A context alone is passed as itself (a group's task gets just its
@@ -1354,8 +1357,9 @@ local function body(t, fn, args) -- luacheck: ignore 232
     end
     -- Keep nothing of the finished task alive while the coroutine waits in
     -- the pool.
-    t, fn, args = nil, nil, nil -- luacheck: ignore 311
-    t, fn, args = yield(FREE)
+    fn, args = nil, nil -- luacheck: ignore 311
+    fn, args = chain(me)
+    if not fn then me, fn, args = yield(FREE) end
   end
 end
 S.body = body
@@ -1992,9 +1996,12 @@ local function run(t, a, b, inlined)
       c = create(body)
     end
     t[T_CO] = c
-    ok, s = resume(c, t, co, a)
+    ok, s = resume(c, c, co, a)
     co = c
   end
+  -- The task that yielded or failed: not t if t finished and its
+  -- coroutine went on with fresh tasks (chain).
+  t = R.cur
   R.cur = nil
   if s ~= WAIT then
     if s == FREE then
@@ -2023,6 +2030,33 @@ end
 local function spent()
   return ran >= tick_budget or (tick_deadline and band(ran, 7) == 7 and
     c_now(rt) >= tick_deadline)
+end
+
+-- chain(me) -> fn, args: the task running on coroutine me has finished.
+-- If the next ready task has never run and the tick may go on, take it and
+-- run it on me, as run would have on a coroutine from the pool: what was
+-- a yield to the trampoline and a resume from it per task is none
+-- (spawn and errgroup: measured in bench/README.md). The order is the
+-- queue's; a task the trampoline resumed (bottom) hands that on.
+function chain(me)
+  if spent() then return nil end
+  local t
+  local i = run_i
+  if i <= run_n then
+    t = run_t[i]
+  elseif fill_n > 0 then
+    t = fill_t[1]
+  else
+    return nil
+  end
+  local fn = t[T_CO]
+  if type(fn) ~= "function" then return nil end
+  local _, args = next_ready()
+  ran = ran + 1
+  if bottom == R.cur then bottom = t end
+  R.cur = t
+  t[T_CO] = me
+  return fn, args
 end
 
 -- inline_loop(me, what, t, a, b): inline's general case, t ready next.
