@@ -833,7 +833,8 @@ struct own {
 
 static void count_own(uv_handle_t *h, void *arg) {
   struct own *o = arg;
-  const char *p = (const char *)h, *rt = (const char *)o->rt;
+  /* As integers: comparing pointers into different objects is undefined. */
+  uintptr_t p = (uintptr_t)h, rt = (uintptr_t)o->rt;
   if (p >= rt && p < rt + sizeof *o->rt) o->n++;
 }
 
