@@ -20,7 +20,8 @@ external_dependencies = {
   LIBUV = { header = "uv.h" },
 }
 -- The cmake backend, because the module embeds lua/weft/*.lua as bytecode
--- made at build time (luajit -bg), which the builtin backend cannot do.
+-- made at build time (scripts/bcsave.lua, run by luajit), which the
+-- builtin backend cannot do.
 -- CMake's install would also put the command, the libraries and weft.pc
 -- in the rock, where luarocks would deploy them as Lua modules, so only
 -- the build pass runs and the module is installed by name.
