@@ -64,6 +64,7 @@ struct fsreq {
   char *buf;                 /* read: the bytes; write: a copy of the data */
   size_t len;
   int mapped;    /* buf is an anonymous mapping of len bytes (req_buf) */
+  uv_file fd;    /* close: the descriptor it closes (on_fs) */
   char what[64]; /* the operation, for error messages */
 };
 
@@ -272,6 +273,14 @@ static void file_end(struct weft__live *l) {
 
 static void on_fs(uv_fs_t *q) {
   struct fsreq *r = q->data;
+  /* A close is never left undone: its descriptor is the request's alone
+  ** (the file forgot it), so one cancelled before it ran (weft_free
+  ** cancels every queued request) would leak it. It is done here. */
+  if (q->fs_type == UV_FS_CLOSE && q->result == UV_ECANCELED) {
+    uv_fs_t c;
+    q->result = uv_fs_close(NULL, &c, r->fd, NULL);
+    uv_fs_req_cleanup(&c);
+  }
   /* Abandoned also when the runtime is freed (fsreq_end), even detached:
   ** then live.rt is NULL and nothing here may reach the runtime. */
   if (r->abandoned) {
@@ -451,8 +460,9 @@ static int lfs_close(lua_State *L) {
   uv_file fd = f->fd;
   if (!f->closing || f->nreq > 0 || fd < 0)
     return luaL_error(L, "weft.fs: close of a busy or closed file");
+  struct fsreq *r = fsreq_new(L, "close"); /* may raise: fd is still f's */
   f->fd = -1; /* the close request's now */
-  struct fsreq *r = fsreq_new(L, "close");
+  r->fd = fd;
   return started(L, r, uv_fs_close(loop_of(r), &r->req, fd, on_fs));
 }
 
