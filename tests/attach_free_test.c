@@ -61,6 +61,11 @@ static const char script[] =
     "  end)\n"
     "end\n"
     "held = assert(weft.fs.open(BIG)) -- kept, never closed\n"
+    "for _ = 1, 4 do\n"
+    "  weft.go(function()\n"
+    "    while true do assert(assert(weft.fs.open(BIG)):close()) end\n"
+    "  end)\n"
+    "end\n"
     "weft.go(function()\n"
     "  local data = string.rep('y', 2^24)\n"
     "  while true do assert(weft.fs.write_file(OUT, data)) end\n"
@@ -213,6 +218,10 @@ static int step_until_set_up(weft_runtime *rt, lua_State *L,
 }
 
 int main(void) {
+  /* Two threads: the FIFO's open holds one, so the other requests queue
+  ** behind the reads, and weft_free cancels some (a close among them, most
+  ** likely: the churning tasks wait on one about half of the time). */
+  setenv("UV_THREADPOOL_SIZE", "2", 1);
   char dir[] = "/tmp/weft-attach-free-XXXXXX";
   char big[64], fifo[64], out[64];
   if (mkdtemp(dir) == NULL) return perror("mkdtemp"), 1;
