@@ -356,14 +356,20 @@ describe("a finished task's coroutine running fresh tasks", function()
       local weft = require "weft"
       local n = 0
       weft.start(function()
-        for _ = 1, 100000 do weft.go(function() n = n + 1 end) end
+        for _ = 1, 100000 do
+          weft.go(function()
+            local x = 0
+            for i = 1, 2000 do x = x + i end
+            n = n + x / 2001000
+          end)
+        end
       end)
       weft.step(0) -- the spawner
       local steps = 1
       while weft.step(1) > 0 do steps = steps + 1 end
-      -- 100,000 tasks of ~0.2 us: ~20 ms in 1 ms steps, so many steps;
-      -- a chain that ignored the deadline would run them all in the first.
-      print(n, steps >= 5)
+      -- 100,000 tasks of ~1 us: ~100 ms in 1 ms steps, so many steps; a
+      -- chain that ignored the deadline would run them all in the first.
+      print(n, steps >= 10)
     ]]
     assert.equal("100000\ttrue\n", out)
   end)
