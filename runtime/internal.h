@@ -234,6 +234,8 @@ int weft__pool_spin(weft_runtime *rt);
 
 /* runtime.c */
 int weft__drive(weft_runtime *rt, lua_State *L);
+/* weft_free from the state's own finalizer (module.c): no tomb. */
+void weft__free_closing(weft_runtime *rt);
 void weft__set_error(weft_runtime *rt, const char *msg);
 
 /* Registry key of the runtime pointer in its Lua state (its address). */

@@ -12,7 +12,7 @@ static const char box_key = 0;
 static int box_gc(lua_State *L) {
   weft_runtime **box = lua_touserdata(L, 1);
   if (*box != NULL) {
-    weft_free(*box);
+    weft__free_closing(*box);
     *box = NULL;
   }
   return 0;

@@ -48,6 +48,16 @@ static weft_runtime *tort(lua_State *L) {
   return rt;
 }
 
+/* The runtime of L, for weft.core's bindings: raises once weft_free has
+** freed it (a host's state lives on, and code that kept weft's functions
+** may still call them). */
+static weft_runtime *checkrt(lua_State *L) {
+  weft_runtime *rt = tort(L);
+  if (rt == NULL)
+    luaL_error(L, "weft: this Lua state's runtime was freed (weft_free)");
+  return rt;
+}
+
 /* Push weft.sched's function `name` below the nargs values on top. */
 static void push_sched_fn(weft_runtime *rt, lua_State *L, const char *name,
                           int nargs) {
@@ -519,7 +529,7 @@ static int call_post(lua_State *L) {
 
 /* core.drain_posts(): run what weft_post queued, each protected. */
 static int lcore_drain_posts(lua_State *L) {
-  weft_runtime *rt = tort(L);
+  weft_runtime *rt = checkrt(L);
   uv_mutex_lock(&rt->post_mu);
   struct weft__post *p = rt->posts;
   rt->posts = rt->posts_tail = NULL;
@@ -540,7 +550,7 @@ static int lcore_drain_posts(lua_State *L) {
 
 /* core.drive() -> "ok" | "failed" | "deadlock", report: weft.run's loop. */
 static int lcore_drive(lua_State *L) {
-  weft_runtime *rt = tort(L);
+  weft_runtime *rt = checkrt(L);
   int rc = weft__drive(rt, L);
   switch (rc) {
   case 0: lua_pushliteral(L, "ok"); break;
@@ -573,7 +583,7 @@ static void push_tag(lua_State *L, weft_runtime *rt) {
 
 /* core.step(budget_ms) -> live: weft.step, on the calling thread. */
 static int lcore_step(lua_State *L) {
-  weft_runtime *rt = tort(L);
+  weft_runtime *rt = checkrt(L);
   int rc = step(rt, L, luaL_optnumber(L, 1, 1.0));
   if (rc == WEFT_EBUSY) return luaL_error(L, "weft.step: the runtime is running");
   if (rc == WEFT_EINTERNAL)
@@ -584,27 +594,27 @@ static int lcore_step(lua_State *L) {
 
 /* core.timeout() -> ms (-1: nothing due). */
 static int lcore_timeout(lua_State *L) {
-  lua_pushinteger(L, weft_next_timeout(tort(L)));
+  lua_pushinteger(L, weft_next_timeout(checkrt(L)));
   return 1;
 }
 
 /* core.pollfd() -> the loop's backend descriptor. */
 static int lcore_pollfd(lua_State *L) {
-  lua_pushinteger(L, weft_backend_fd(tort(L)));
+  lua_pushinteger(L, weft_backend_fd(checkrt(L)));
   return 1;
 }
 
 /* core.block(ms): wait up to ms (< 0: for ever) for the loop's backend
 ** descriptor to be readable: weft.shutdown's wait between steps. */
 static int lcore_block(lua_State *L) {
-  weft_runtime *rt = tort(L);
+  weft_runtime *rt = checkrt(L);
   struct pollfd p = {uv_backend_fd(rt->loop), POLLIN, 0};
   poll(&p, 1, (int)luaL_checkinteger(L, 1));
   return 0;
 }
 
 static int luaopen_weft_core(lua_State *L) {
-  weft_runtime *rt = tort(L);
+  weft_runtime *rt = checkrt(L); /* required again after weft_free */
   static const luaL_Reg funcs[] = {
       {"drain_posts", lcore_drain_posts},
       {"drive", lcore_drive},
@@ -846,8 +856,58 @@ static int has_own_handles(weft_runtime *rt) {
   return o.n > 0;
 }
 
+/*
+** A freed runtime's tomb. An attached runtime's Lua state lives on after
+** weft_free, and so may code that kept weft's functions: the scheduler's
+** FFI calls hold this struct's address (sched.lua: `rt`, `api`), and
+** weft.now or weft.after would read or write freed memory. So the struct
+** itself is freed with the state, by a finalizer anchored in its registry;
+** until then its timers are destroyed (timer_add fails: "cannot start a
+** timer") and weft.core's bindings raise (tort), and nothing else of it is
+** used.
+*/
+static int tomb_gc(lua_State *L) {
+  weft_runtime **box = lua_touserdata(L, 1);
+  free(*box);
+  *box = NULL;
+  return 0;
+}
+
+static int bury_in(lua_State *L) {
+  weft_runtime *rt = lua_touserdata(L, 1);
+  weft_runtime **box = lua_newuserdata(L, sizeof *box);
+  *box = NULL;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, tomb_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  luaL_ref(L, LUA_REGISTRYINDEX);
+  *box = rt; /* set last: any error above leaves rt to the caller */
+  return 0;
+}
+
+static void bury(weft_runtime *rt, lua_State *L) {
+  /* Out of memory: no tomb, so free it now, as before. */
+  if (lua_cpcall(L, bury_in, rt) != 0) {
+    lua_pop(L, 1);
+    free(rt);
+  }
+}
+
+static void free_runtime(weft_runtime *rt, int entomb);
+
 void weft_free(weft_runtime *rt) {
   if (rt == NULL) return;
+  free_runtime(rt, !rt->owns_L);
+}
+
+/* module.c: the state is closing, so nothing can call weft again. */
+void weft__free_closing(weft_runtime *rt) {
+  if (rt == NULL) return;
+  free_runtime(rt, 0);
+}
+
+static void free_runtime(weft_runtime *rt, int entomb) {
   /* First: workers post to the async handle closed below. */
   weft__pool_free(rt);
   if (rt->owns_L) {
@@ -892,7 +952,12 @@ void weft_free(weft_runtime *rt) {
   }
   free(rt->last_error);
   free((char *)rt->cfg.log_path);
-  free(rt);
+  rt->last_error = NULL;
+  rt->cfg.log_path = NULL;
+  if (entomb)
+    bury(rt, rt->L);
+  else
+    free(rt);
 }
 
 /* ======================================================================

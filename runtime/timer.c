@@ -110,9 +110,11 @@ static void remove_at(struct weft__timers *tm, uint32_t i) {
   tm->free = id;
 }
 
-/* Returns the new timer's id, or 0 when out of memory. */
+/* Returns the new timer's id, or 0 when out of memory or destroyed (a
+** freed runtime's tomb: see weft_free). */
 uint32_t weft__timer_add(weft_runtime *rt, double deadline) {
   struct weft__timers *tm = &rt->timers;
+  if (tm->t == NULL) return 0;
   if (tm->free == 0 && grow(tm) != 0) return 0;
   uint32_t id = tm->free;
   tm->free = tm->t[id].link;

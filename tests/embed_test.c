@@ -314,6 +314,59 @@ static void test_attach(void) {
   lua_close(L);
 }
 
+/* Code in a host's state that kept weft's functions and calls them after
+** weft_free: a clear error, never freed memory (the runtime's struct is a
+** tomb until the state closes; ASan checks it is not read after free and
+** freed then). */
+static void test_lua_after_free(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  weft_runtime *rt = weft_attach(L, &loop, NULL);
+  ASSERT(rt != NULL);
+  ASSERT_EQ(weft_spawn_string(rt,
+                              "W = require 'weft'\n"
+                              "W.sleep(0.001); ch = W.chan(1)",
+                              "=keep"),
+            0);
+  ASSERT_EQ(weft_run(rt), 0);
+  weft_free(rt);
+  ASSERT_EQ(luaL_dostring(
+                L,
+                /* A field loaded on first use may fail as it loads. */
+                "local function fails(f)\n"
+                "  local ok, e = pcall(f)\n"
+                "  return not ok and tostring(e)\n"
+                "end\n"
+                "step_err = fails(function() return W.step(1) end)\n"
+                "run_err = fails(function() W.run(function() end) end)\n"
+                "after_err = fails(function() return W.after(0.01) end)\n"
+                "timeout_err = fails(function() return W.timeout() end)\n"
+                "now_ok = type(W.now()) == 'number'\n"
+                "sent = ch:try_send(1)\n"
+                "start_err = fails(function() W.start(function() end) end)\n"),
+            0);
+  const char *names[] = {"step_err", "run_err", "timeout_err", "start_err"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    lua_getglobal(L, names[i]);
+    ASSERT(lua_isstring(L, -1));
+    ASSERT_STR_CONTAINS(lua_tostring(L, -1), "runtime was freed");
+    lua_pop(L, 1);
+  }
+  lua_getglobal(L, "after_err");
+  ASSERT(lua_isstring(L, -1));
+  ASSERT_STR_CONTAINS(lua_tostring(L, -1), "cannot start a timer");
+  lua_pop(L, 1);
+  lua_getglobal(L, "now_ok");
+  ASSERT(lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+  lua_close(L); /* frees the tomb */
+}
+
 static void test_errors(void) {
   ASSERT(strcmp(weft_err_name(WEFT_EDEADLK), "WEFT_EDEADLK") == 0);
   ASSERT(strcmp(weft_err_name(UV_ENOENT), "ENOENT") == 0);
@@ -919,6 +972,7 @@ int main(void) {
   test_two_threads();
   test_two_in_one_thread();
   test_attach();
+  test_lua_after_free();
   test_errors();
   test_errors_unknown_code();
   test_attach_once_per_state();

@@ -113,6 +113,27 @@ end
 -- one, which the program may change or clear, as before.
 local loaders = {}
 
+-- need(mod) -> require(mod), but a module whose loading failed (weft's
+-- runtime was freed under a host's state: weft_free) fails the same way
+-- the next time too, rather than with Lua's "loop or previous error".
+local function need(mod)
+  local ok, m = pcall(require, mod)
+  if ok then return m end
+  -- require leaves its marker (a light userdata, which LuaJIT's type
+  -- calls a number) on every module whose loading the error cut short:
+  -- this one and those it required. weft's modules are tables, functions
+  -- or true.
+  local loaded = package.loaded
+  for k, v in pairs(loaded) do
+    local ty = type(v)
+    if ty ~= "table" and ty ~= "function" and v ~= true and
+        k:match("^weft%.") then
+      loaded[k] = nil
+    end
+  end
+  error(m, 0)
+end
+
 local function lazy(names, fill)
   local function load(t)
     local vals = fill()
@@ -128,19 +149,19 @@ end
 -- These fields of module mod, under the same names.
 local function fields(mod, ...)
   local names = { ... }
-  lazy(names, function() return require(mod) end)
+  lazy(names, function() return need(mod) end)
 end
 
 -- The module mod itself, as field name.
 local function whole(name, mod)
-  lazy({ name }, function() return { [name] = require(mod) } end)
+  lazy({ name }, function() return { [name] = need(mod) } end)
 end
 
 -- A table of these fields of module mod, as field name.
 local function part(name, mod, ...)
   local keys = { ... }
   lazy({ name }, function()
-    local m, sub = require(mod), {}
+    local m, sub = need(mod), {}
     for i = 1, #keys do sub[keys[i]] = m[keys[i]] end
     return { [name] = sub }
   end)

@@ -247,7 +247,10 @@ local function timer_start(deadline, target, clock)
     return id
   end
   local id = c_timer_add(rt, deadline)
-  if id == 0 then error("weft: out of memory (timer heap)", 2) end
+  if id == 0 then
+    error("weft: cannot start a timer (out of memory, or the runtime was " ..
+      "freed by weft_free)", 2)
+  end
   tgt[id] = target
   ntimers = ntimers + 1
   return id
