@@ -2003,8 +2003,9 @@ local function run(t, a, b, inlined)
     co = c
   end
   -- The task that yielded or failed: not t if t finished and its
-  -- coroutine went on with fresh tasks (chain).
-  t = R.cur
+  -- coroutine went on with fresh tasks (chain). (R.cur is nil when the
+  -- bottom task yields from inline, which ran others.)
+  t = R.cur or t
   R.cur = nil
   if s ~= WAIT then
     if s == FREE then
