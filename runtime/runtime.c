@@ -140,6 +140,13 @@ static void tfd_init(weft_runtime *rt) {
 ** CLOCK_MONOTONIC's nanoseconds, the clock the timerfd counts. */
 static int tfd_arm(weft_runtime *rt, double next) {
   if (rt->tfd < 0) return 0;
+  /* A deadline past what a uint64_t of nanoseconds holds (weft.sleep(1e11))
+  ** converted to 0 (undefined behaviour): armed in the past, the timerfd
+  ** fired at once, every time, and the loop spun at 100% CPU for as long as
+  ** the task slept. A year is as good as forever, as in arm_timer; such a
+  ** deadline moves the cap, so it costs a syscall per arm, not a spin. */
+  double cap = weft__now(rt) + MAX_WAIT_S;
+  if (next > cap) next = cap;
   uint64_t at = rt->t0 + (next > 0 ? (uint64_t)(next * 1e9) : 0);
   if (at == 0) at = 1; /* 0 would disarm it */
   if (at != rt->tfd_at) {

@@ -1,0 +1,141 @@
+/*
+** review17_test.c: regressions found by the hostile review of the chain,
+** the loop's timerfd wake-up and the tomb of a freed attached runtime.
+** Each test runs in a child process of its own, so that one that crashes
+** (the bugs here did) is reported by name and the others still run.
+*/
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "weft.h"
+
+static int failures;
+
+#define ASSERT(cond)                                                           \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__,     \
+              #cond);                                                          \
+      failures++;                                                              \
+      return;                                                                  \
+    }                                                                          \
+  } while (0)
+
+#define ASSERT_EQ(a, b)                                                        \
+  do {                                                                         \
+    long long a_ = (long long)(a), b_ = (long long)(b);                        \
+    if (a_ != b_) {                                                            \
+      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,      \
+              __LINE__, #a, #b, a_, b_);                                       \
+      failures++;                                                              \
+      return;                                                                  \
+    }                                                                          \
+  } while (0)
+
+#define ASSERT_STR_CONTAINS(s, sub)                                            \
+  do {                                                                         \
+    const char *s_ = (s);                                                      \
+    if (s_ == NULL || strstr(s_, (sub)) == NULL) {                             \
+      fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,     \
+              __LINE__, s_ ? s_ : "(null)", (sub));                            \
+      failures++;                                                              \
+      return;                                                                  \
+    }                                                                          \
+  } while (0)
+
+/* This thread's CPU time in ns: what the runtime itself burns, which a
+** loaded machine does not add to as it does to wall time. */
+static uint64_t cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------------
+** The timerfd (runtime.c "Waking the loop")
+** --------------------------------------------------------------------- */
+
+static void interrupt_later(void *arg) {
+  uv_sleep(300);
+  weft_interrupt(arg);
+}
+
+/* A sleep past what a uint64_t of nanoseconds holds (1e11 s): its deadline
+** converted to 0, the timerfd was armed in the past, fired at once, and the
+** loop spun at 100% CPU for as long as the task slept. It must sleep. */
+static void test_huge_sleep_does_not_spin(void) {
+  static const char *const sleeps[] = {"1e11", "1e300", "2^63"};
+  for (size_t i = 0; i < sizeof sleeps / sizeof *sleeps; i++) {
+    weft_runtime *rt = weft_new(NULL);
+    ASSERT(rt != NULL);
+    char chunk[128];
+    snprintf(chunk, sizeof chunk,
+             "local ok, err = weft.sleep(%s)\n"
+             "kind = not ok and err.kind or 'woke'",
+             sleeps[i]);
+    ASSERT_EQ(weft_spawn_string(rt, chunk, "=huge"), 0);
+    uv_thread_t th;
+    ASSERT_EQ(uv_thread_create(&th, interrupt_later, rt), 0);
+    uint64_t c0 = cpu_ns(), w0 = uv_hrtime();
+    weft_run(rt);
+    uint64_t cpu = cpu_ns() - c0, wall = uv_hrtime() - w0;
+    uv_thread_join(&th);
+    lua_State *L = weft_lua(rt);
+    lua_getglobal(L, "kind");
+    ASSERT_STR_CONTAINS(lua_tostring(L, -1), "canceled");
+    lua_pop(L, 1);
+    weft_free(rt);
+    /* Interrupted after 300 ms of sleep; spinning took all 300 of CPU. */
+    ASSERT(wall >= 250000000u);
+    if (cpu > 100000000u)
+      fprintf(stderr, "weft.sleep(%s): %.0f ms of CPU in %.0f ms\n",
+              sleeps[i], cpu / 1e6, wall / 1e6);
+    ASSERT(cpu < 100000000u);
+  }
+}
+
+/* ---------------------------------------------------------------------
+** The runner
+** --------------------------------------------------------------------- */
+
+struct test {
+  const char *name;
+  void (*fn)(void);
+};
+
+#define T(f) {#f, f}
+
+int main(void) {
+  static const struct test tests[] = {
+      T(test_huge_sleep_does_not_spin),
+  };
+  int failed = 0;
+  for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return 2;
+    if (pid == 0) {
+      tests[i].fn();
+      fflush(NULL);
+      _exit(failures ? 1 : 0);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid) return 2;
+    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok) failed++;
+    fprintf(stderr, "%s %s", ok ? "ok  " : "FAIL", tests[i].name);
+    if (WIFSIGNALED(status)) fprintf(stderr, " (signal %d)", WTERMSIG(status));
+    fprintf(stderr, "\n");
+  }
+  if (failed) fprintf(stderr, "%d test(s) failed\n", failed);
+  return failed ? 1 : 0;
+}
