@@ -903,6 +903,14 @@ static void bury(weft_runtime *rt, lua_State *L) {
 
 static void free_runtime(weft_runtime *rt, int entomb);
 
+/* Put back the host's coroutine.resume, wrap, running and dofile (see
+** sched.lua uninstall_coroutine_relay). Run by lua_cpcall. */
+static int restore_stock(lua_State *L) {
+  push_sched_fn(lua_touserdata(L, 1), L, "uninstall_coroutine_relay", 0);
+  lua_call(L, 0, 0);
+  return 0;
+}
+
 void weft_free(weft_runtime *rt) {
   if (rt == NULL) return;
   free_runtime(rt, !rt->owns_L);
@@ -920,6 +928,8 @@ static void free_runtime(weft_runtime *rt, int entomb) {
   if (rt->owns_L) {
     lua_close(rt->L);
   } else {
+    if (rt->ref_sched != LUA_NOREF && lua_cpcall(rt->L, restore_stock, rt) != 0)
+      lua_pop(rt->L, 1);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_tick);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_sched);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_io_done);
