@@ -103,6 +103,7 @@ struct weft_runtime {
   int ref_tick; /* registry refs to weft.sched functions */
   int ref_sched;
   int running; /* a driver is on the stack */
+  int free_asked; /* weft_free was called from inside that driver */
   _Atomic unsigned events;
   uv_mutex_t post_mu;
   struct weft__post *posts, *posts_tail;

@@ -280,7 +280,7 @@ static int drive(weft_runtime *rt, lua_State *L, int report) {
   rt->drive_L = L;
   for (;;) {
     rc = tick(rt, L, -1, &ready, &live);
-    if (rc != 0) break;
+    if (rc != 0 || rt->free_asked) break; /* freed from a callback */
     if (live == 0) {
       uv_timer_stop(&rt->timer);
       tfd_stop(rt);
@@ -369,11 +369,20 @@ done:
   rt->last_error = report;
 }
 
+static void free_runtime(weft_runtime *rt, int entomb);
+
+/* The free that weft_free left to the outermost driver (see weft_free),
+** now that nothing of the runtime's is on the stack. Returns rc. */
+static int free_if_asked(weft_runtime *rt, int rc) {
+  if (rt->free_asked && !rt->running) free_runtime(rt, !rt->owns_L);
+  return rc;
+}
+
 int weft_run(weft_runtime *rt) {
   if (rt == NULL) return WEFT_EINVAL;
   int rc = drive(rt, rt->L, 1);
-  if (rc == WEFT_EDEADLK) unstick(rt, rt->L);
-  return rc;
+  if (rc == WEFT_EDEADLK && !rt->free_asked) unstick(rt, rt->L);
+  return free_if_asked(rt, rc);
 }
 
 /*
@@ -396,6 +405,10 @@ static int step(weft_runtime *rt, lua_State *L, double budget_ms) {
     rc = outcome(rt, L);
     if (rc == WEFT_EINTERNAL) break;
     if (rc != 0) failed = rc;
+    if (rt->free_asked) { /* freed from a callback: stop here */
+      rc = failed ? failed : live;
+      break;
+    }
     if (live == 0) {
       rc = failed;
       break;
@@ -413,7 +426,7 @@ static int step(weft_runtime *rt, lua_State *L, double budget_ms) {
 
 int weft_step(weft_runtime *rt, double budget_ms) {
   if (rt == NULL) return WEFT_EINVAL;
-  return step(rt, rt->L, budget_ms);
+  return free_if_asked(rt, step(rt, rt->L, budget_ms));
 }
 
 int weft_next_timeout(weft_runtime *rt) {
@@ -458,6 +471,7 @@ int weft_shutdown(weft_runtime *rt, double grace_ms) {
   double end = weft__now(rt) + grace_ms / 1e3;
   for (;;) {
     int live = step(rt, rt->L, 10);
+    if (rt->free_asked) return free_if_asked(rt, live > 0 ? live : 0);
     if (live <= 0) return live == WEFT_ETASK ? 0 : live;
     double left = end - weft__now(rt);
     if (left <= 0) return live;
@@ -555,10 +569,20 @@ static int lcore_drain_posts(lua_State *L) {
   return 0;
 }
 
+/* After a weft.run or weft.step that Lua code called on thread L: a free
+** asked for from one of its callbacks. Only on a host's state (weft_new's
+** cannot be closed under the Lua code calling this) and from its main
+** thread, which freeing runs Lua on. NOTE: otherwise the free stays asked
+** for, and is done by the next weft_run, weft_step or weft_shutdown. */
+static void lua_free_if_asked(lua_State *L, weft_runtime *rt) {
+  if (!rt->owns_L && L == rt->L) free_if_asked(rt, 0);
+}
+
 /* core.drive() -> "ok" | "failed" | "deadlock", report: weft.run's loop. */
 static int lcore_drive(lua_State *L) {
   weft_runtime *rt = checkrt(L);
   int rc = weft__drive(rt, L);
+  lua_free_if_asked(L, rt);
   switch (rc) {
   case 0: lua_pushliteral(L, "ok"); break;
   case WEFT_ETASK:
@@ -592,6 +616,7 @@ static void push_tag(lua_State *L, weft_runtime *rt) {
 static int lcore_step(lua_State *L) {
   weft_runtime *rt = checkrt(L);
   int rc = step(rt, L, luaL_optnumber(L, 1, 1.0));
+  lua_free_if_asked(L, rt);
   if (rc == WEFT_EBUSY) return luaL_error(L, "weft.step: the runtime is running");
   if (rc == WEFT_EINTERNAL)
     return luaL_error(L, "weft: %s", weft_last_error(rt));
@@ -901,8 +926,6 @@ static void bury(weft_runtime *rt, lua_State *L) {
   }
 }
 
-static void free_runtime(weft_runtime *rt, int entomb);
-
 /* Put back the host's coroutine.resume, wrap, running and dofile (see
 ** sched.lua uninstall_coroutine_relay). Run by lua_cpcall. */
 static int restore_stock(lua_State *L) {
@@ -913,6 +936,14 @@ static int restore_stock(lua_State *L) {
 
 void weft_free(weft_runtime *rt) {
   if (rt == NULL) return;
+  /* From a callback the runtime runs (a post, on_error), the driver that
+  ** runs it still uses the runtime, and weft_new's state would be closed
+  ** under the Lua call running the callback: a crash either way. So the
+  ** driver stops, and frees the runtime as it returns (free_if_asked). */
+  if (rt->running) {
+    rt->free_asked = 1;
+    return;
+  }
   free_runtime(rt, !rt->owns_L);
 }
 

@@ -163,6 +163,144 @@ static void test_reattach_does_not_leak(void) {
   lua_close(L);
 }
 
+/* weft_free from a callback the runtime runs: a posted function or the
+** on_error hook. It closed the state (weft_new) under the very Lua call
+** running it, or left the driver reading a freed runtime: a crash. Now the
+** free is done when the weft_run, weft_step or weft_shutdown that ran the
+** callback returns (weft.h), and that call returns normally. */
+static weft_runtime *self_freeing;
+static int hooks_run;
+
+static void free_in_post(lua_State *L, void *ud) {
+  (void)L;
+  (void)ud;
+  hooks_run++;
+  weft_free(self_freeing);
+}
+
+static void free_in_on_error(weft_runtime *rt, const char *msg, void *ud) {
+  (void)msg;
+  (void)ud;
+  hooks_run++;
+  weft_free(rt);
+}
+
+enum { VIA_RUN, VIA_STEP, VIA_SHUTDOWN };
+
+static void free_from_callback(int attached, int on_error, int via) {
+  weft_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  if (on_error) cfg.on_error = free_in_on_error;
+  lua_State *L = NULL;
+  uv_loop_t loop;
+  weft_runtime *rt;
+  if (attached) {
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    ASSERT_EQ(uv_loop_init(&loop), 0);
+    rt = weft_attach(L, &loop, &cfg);
+  } else {
+    rt = weft_new(&cfg);
+  }
+  ASSERT(rt != NULL);
+  self_freeing = rt;
+  hooks_run = 0;
+  if (on_error) {
+    ASSERT_EQ(weft_spawn_string(rt, "error('boom')", "=fails"), 0);
+    /* weft_run reports failures once no task is left; a step, at once. */
+    if (via != VIA_RUN)
+      ASSERT_EQ(
+          weft_spawn_string(rt, "require('weft').sleep(30)", "=sleeps"), 0);
+  } else {
+    ASSERT_EQ(weft_spawn_string(rt, "require('weft').sleep(30)", "=sleeps"),
+              0);
+    ASSERT_EQ(weft_post(rt, free_in_post, NULL), 0);
+  }
+  /* None of these may wait the 30 s out: the free ends the driving. */
+  uint64_t t0 = uv_hrtime();
+  if (via == VIA_RUN) {
+    weft_run(rt);
+  } else if (via == VIA_STEP) {
+    for (int i = 0; i < 50 && hooks_run == 0; i++) weft_step(rt, 1.0);
+  } else {
+    weft_shutdown(rt, 20000.0);
+  }
+  ASSERT(uv_hrtime() - t0 < 10000000000ull);
+  ASSERT_EQ(hooks_run, 1);
+  if (attached) {
+    /* The host's state and loop live on, and hold nothing of weft's. */
+    ASSERT_EQ(luaL_dostring(L, "x = 1 + 1"), 0);
+    ASSERT_EQ(global_int(L, "x"), 2);
+    ASSERT_EQ(uv_run(&loop, UV_RUN_NOWAIT), 0);
+    ASSERT_EQ(uv_loop_close(&loop), 0);
+    /* Attached again, a new runtime works. */
+    rt = weft_attach(L, NULL, NULL);
+    ASSERT(rt != NULL);
+    ASSERT_EQ(weft_spawn_string(rt, "require('weft').sleep(0.001) y = 7",
+                                "=again"),
+              0);
+    ASSERT_EQ(weft_run(rt), 0);
+    ASSERT_EQ(global_int(L, "y"), 7);
+    weft_free(rt);
+    lua_close(L);
+  }
+}
+
+static void test_free_in_post_run(void) { free_from_callback(0, 0, VIA_RUN); }
+static void test_free_in_post_step(void) { free_from_callback(0, 0, VIA_STEP); }
+static void test_free_in_post_attached(void) {
+  free_from_callback(1, 0, VIA_RUN);
+}
+static void test_free_in_post_attached_step(void) {
+  free_from_callback(1, 0, VIA_STEP);
+}
+static void test_free_in_on_error_run(void) {
+  free_from_callback(0, 1, VIA_RUN);
+}
+static void test_free_in_on_error_step(void) {
+  free_from_callback(0, 1, VIA_STEP);
+}
+static void test_free_in_on_error_attached(void) {
+  free_from_callback(1, 1, VIA_RUN);
+}
+static void test_free_in_on_error_attached_step(void) {
+  free_from_callback(1, 1, VIA_STEP);
+}
+static void test_free_in_on_error_shutdown(void) {
+  free_from_callback(0, 1, VIA_SHUTDOWN);
+}
+
+/* The same from the on_error hook of a weft.run that the host's Lua code
+** calls: the runtime is freed as that weft.run returns, and the Lua code
+** goes on, with the errors of a freed runtime. */
+static void test_free_in_on_error_lua_run(void) {
+  weft_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.on_error = free_in_on_error;
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  weft_runtime *rt = weft_attach(L, NULL, &cfg);
+  ASSERT(rt != NULL);
+  hooks_run = 0;
+  ASSERT_EQ(luaL_dostring(L,
+                          "local w = require 'weft'\n"
+                          "ok, err = w.run(function()\n"
+                          "  w.spawn { name = 'fails', fn = function() "
+                          "error('boom') end }\n"
+                          "end)\n"
+                          "after = select(2, pcall(w.run, function() end))"),
+            0);
+  ASSERT_EQ(hooks_run, 1);
+  lua_getglobal(L, "after");
+  ASSERT_STR_CONTAINS(lua_tostring(L, -1), "runtime was freed");
+  lua_pop(L, 1);
+  /* Freed: a new runtime may be attached. */
+  rt = weft_attach(L, NULL, NULL);
+  ASSERT(rt != NULL);
+  weft_free(rt);
+  lua_close(L);
+}
+
 /* ---------------------------------------------------------------------
 ** The runner
 ** --------------------------------------------------------------------- */
@@ -178,6 +316,16 @@ int main(void) {
   static const struct test tests[] = {
       T(test_huge_sleep_does_not_spin),
       T(test_reattach_does_not_leak),
+      T(test_free_in_post_run),
+      T(test_free_in_post_step),
+      T(test_free_in_post_attached),
+      T(test_free_in_post_attached_step),
+      T(test_free_in_on_error_run),
+      T(test_free_in_on_error_step),
+      T(test_free_in_on_error_attached),
+      T(test_free_in_on_error_attached_step),
+      T(test_free_in_on_error_shutdown),
+      T(test_free_in_on_error_lua_run),
   };
   int failed = 0;
   for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {

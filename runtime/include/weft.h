@@ -161,7 +161,9 @@ int weft_has_pending_interrupt(weft_runtime *rt);
 void weft_request_dump(weft_runtime *rt);
 
 /* Free the runtime: close its handles, its loop if it owns it, and its Lua
-** state if it created it. */
+** state if it created it. Called from a callback the runtime runs (a
+** weft_post function, on_error), it stops the weft_run, weft_step or
+** weft_shutdown running it, which frees the runtime as it returns. */
 void weft_free(weft_runtime *rt);
 
 /* The last error report (failed task, deadlock, load error), or "". */
