@@ -926,12 +926,42 @@ static void bury(weft_runtime *rt, lua_State *L) {
   }
 }
 
-/* Put back the host's coroutine.resume, wrap, running and dofile (see
-** sched.lua uninstall_coroutine_relay). Run by lua_cpcall. */
-static int restore_stock(lua_State *L) {
-  push_sched_fn(lua_touserdata(L, 1), L, "uninstall_coroutine_relay", 0);
-  lua_call(L, 0, 0);
-  return 0;
+/* Put back the host's coroutine.resume, wrap, running and dofile where
+** they are still weft's relays (sched.lua install_coroutine_relay keeps
+** both in S.stock and S.relays). Raw accesses only, as unload: no Lua code
+** runs, since another of the state's threads may be the running one. */
+static void restore_stock(weft_runtime *rt, lua_State *L) {
+  static const char *const names[] = {"resume", "wrap", "running", "dofile"};
+  if (rt->ref_sched == LUA_NOREF || !lua_checkstack(L, 12)) return;
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ref_sched); /* top + 1: S */
+  if (!lua_istable(L, -1)) goto done;
+  lua_pushliteral(L, "relays"); /* top + 2 */
+  lua_rawget(L, top + 1);
+  lua_pushliteral(L, "stock"); /* top + 3 */
+  lua_rawget(L, top + 1);
+  lua_pushvalue(L, LUA_GLOBALSINDEX); /* top + 4 */
+  lua_pushliteral(L, "coroutine"); /* top + 5 */
+  lua_rawget(L, top + 4);
+  if (!lua_istable(L, top + 2) || !lua_istable(L, top + 3) ||
+      !lua_istable(L, top + 5))
+    goto done;
+  for (int i = 0; i < 4; i++) {
+    int owner = i < 3 ? top + 5 : top + 4; /* dofile is a global */
+    lua_pushstring(L, names[i]);
+    lua_rawget(L, owner);
+    lua_pushstring(L, names[i]);
+    lua_rawget(L, top + 2);
+    if (lua_rawequal(L, -1, -2)) {
+      lua_pushstring(L, names[i]);
+      lua_pushstring(L, names[i]);
+      lua_rawget(L, top + 3);
+      lua_rawset(L, owner);
+    }
+    lua_pop(L, 2);
+  }
+done:
+  lua_settop(L, top);
 }
 
 void weft_free(weft_runtime *rt) {
@@ -959,8 +989,7 @@ static void free_runtime(weft_runtime *rt, int entomb) {
   if (rt->owns_L) {
     lua_close(rt->L);
   } else {
-    if (rt->ref_sched != LUA_NOREF && lua_cpcall(rt->L, restore_stock, rt) != 0)
-      lua_pop(rt->L, 1);
+    restore_stock(rt, rt->L);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_tick);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_sched);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->ref_io_done);

@@ -1496,26 +1496,21 @@ local function running()
   return mark_running(co_running())
 end
 
-local stock_wrap, stock_dofile
-
+-- What install replaces, and with what: weft_free of a runtime on a
+-- host's state puts the stock functions back where the relays still are
+-- (runtime.c restore_stock). Left there, the next runtime attached to the
+-- state took these relays for the stock functions and wrapped them:
+-- every freed runtime's Lua side stayed reachable (~120 KB each) and every
+-- resume went through all their relays.
 function S.install_coroutine_relay()
-  stock_wrap, stock_dofile = coroutine.wrap, dofile
+  S.stock = { resume = co_resume, wrap = coroutine.wrap,
+    running = co_running, dofile = dofile }
+  S.relays = { resume = resume_relay, wrap = wrap_relay, running = running,
+    dofile = dofile_lua }
   coroutine.resume = resume_relay
   coroutine.wrap = wrap_relay
   coroutine.running = running
   dofile = dofile_lua -- luacheck: ignore 121
-end
-
--- uninstall_coroutine_relay(): weft_free of a runtime on a host's state
--- puts back what install replaced, where it is still ours. Left there, the
--- next runtime attached to the state took these relays for the stock
--- functions and wrapped them: every freed runtime's Lua side stayed
--- reachable (~120 KB each) and every resume went through all their relays.
-function S.uninstall_coroutine_relay()
-  if coroutine.resume == resume_relay then coroutine.resume = co_resume end
-  if coroutine.wrap == wrap_relay then coroutine.wrap = stock_wrap end
-  if coroutine.running == running then coroutine.running = co_running end
-  if dofile == dofile_lua then dofile = stock_dofile end -- luacheck: ignore 121
 end
 
 local stack_traceback
