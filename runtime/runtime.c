@@ -941,7 +941,7 @@ static void restore_stock(weft_runtime *rt, lua_State *L) {
   lua_pushliteral(L, "stock"); /* top + 3 */
   lua_rawget(L, top + 1);
   lua_pushvalue(L, LUA_GLOBALSINDEX); /* top + 4 */
-  lua_pushliteral(L, "coroutine"); /* top + 5 */
+  lua_pushliteral(L, "coroutine");    /* top + 5 */
   lua_rawget(L, top + 4);
   if (!lua_istable(L, top + 2) || !lua_istable(L, top + 3) ||
       !lua_istable(L, top + 5))

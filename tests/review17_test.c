@@ -104,8 +104,8 @@ static void test_huge_sleep_does_not_spin(void) {
     /* Interrupted after 300 ms of sleep; spinning took all 300 of CPU. */
     ASSERT(wall >= 250000000u);
     if (cpu > 100000000u)
-      fprintf(stderr, "weft.sleep(%s): %.0f ms of CPU in %.0f ms\n",
-              sleeps[i], cpu / 1e6, wall / 1e6);
+      fprintf(stderr, "weft.sleep(%s): %.0f ms of CPU in %.0f ms\n", sleeps[i],
+              cpu / 1e6, wall / 1e6);
     ASSERT(cpu < 100000000u);
   }
 }
@@ -157,8 +157,8 @@ static void test_reattach_does_not_leak(void) {
   /* 20 more rounds: the tombs' boxes (a few dozen bytes each) may stay
   ** until lua_close; twenty runtimes' Lua sides (over 2 MB) may not. */
   if (kb_at[1] - kb_at[0] >= 200)
-    fprintf(stderr, "Lua heap %d KB after 4 rounds, %d KB after 24\n",
-            kb_at[0], kb_at[1]);
+    fprintf(stderr, "Lua heap %d KB after 4 rounds, %d KB after 24\n", kb_at[0],
+            kb_at[1]);
   ASSERT(kb_at[1] - kb_at[0] < 200);
   lua_close(L);
 }
@@ -209,11 +209,10 @@ static void free_from_callback(int attached, int on_error, int via) {
     ASSERT_EQ(weft_spawn_string(rt, "error('boom')", "=fails"), 0);
     /* weft_run reports failures once no task is left; a step, at once. */
     if (via != VIA_RUN)
-      ASSERT_EQ(
-          weft_spawn_string(rt, "require('weft').sleep(30)", "=sleeps"), 0);
+      ASSERT_EQ(weft_spawn_string(rt, "require('weft').sleep(30)", "=sleeps"),
+                0);
   } else {
-    ASSERT_EQ(weft_spawn_string(rt, "require('weft').sleep(30)", "=sleeps"),
-              0);
+    ASSERT_EQ(weft_spawn_string(rt, "require('weft').sleep(30)", "=sleeps"), 0);
     ASSERT_EQ(weft_post(rt, free_in_post, NULL), 0);
   }
   /* None of these may wait the 30 s out: the free ends the driving. */
@@ -221,7 +220,8 @@ static void free_from_callback(int attached, int on_error, int via) {
   if (via == VIA_RUN) {
     weft_run(rt);
   } else if (via == VIA_STEP) {
-    for (int i = 0; i < 50 && hooks_run == 0; i++) weft_step(rt, 1.0);
+    for (int i = 0; i < 50 && hooks_run == 0; i++)
+      weft_step(rt, 1.0);
   } else {
     weft_shutdown(rt, 20000.0);
   }
@@ -236,9 +236,9 @@ static void free_from_callback(int attached, int on_error, int via) {
     /* Attached again, a new runtime works. */
     rt = weft_attach(L, NULL, NULL);
     ASSERT(rt != NULL);
-    ASSERT_EQ(weft_spawn_string(rt, "require('weft').sleep(0.001) y = 7",
-                                "=again"),
-              0);
+    ASSERT_EQ(
+        weft_spawn_string(rt, "require('weft').sleep(0.001) y = 7", "=again"),
+        0);
     ASSERT_EQ(weft_run(rt), 0);
     ASSERT_EQ(global_int(L, "y"), 7);
     weft_free(rt);
@@ -246,8 +246,12 @@ static void free_from_callback(int attached, int on_error, int via) {
   }
 }
 
-static void test_free_in_post_run(void) { free_from_callback(0, 0, VIA_RUN); }
-static void test_free_in_post_step(void) { free_from_callback(0, 0, VIA_STEP); }
+static void test_free_in_post_run(void) {
+  free_from_callback(0, 0, VIA_RUN);
+}
+static void test_free_in_post_step(void) {
+  free_from_callback(0, 0, VIA_STEP);
+}
 static void test_free_in_post_attached(void) {
   free_from_callback(1, 0, VIA_RUN);
 }
@@ -282,13 +286,12 @@ static void test_free_in_on_error_lua_run(void) {
   weft_runtime *rt = weft_attach(L, NULL, &cfg);
   ASSERT(rt != NULL);
   hooks_run = 0;
-  ASSERT_EQ(luaL_dostring(L,
-                          "local w = require 'weft'\n"
-                          "ok, err = w.run(function()\n"
-                          "  w.spawn { name = 'fails', fn = function() "
-                          "error('boom') end }\n"
-                          "end)\n"
-                          "after = select(2, pcall(w.run, function() end))"),
+  ASSERT_EQ(luaL_dostring(L, "local w = require 'weft'\n"
+                             "ok, err = w.run(function()\n"
+                             "  w.spawn { name = 'fails', fn = function() "
+                             "error('boom') end }\n"
+                             "end)\n"
+                             "after = select(2, pcall(w.run, function() end))"),
             0);
   ASSERT_EQ(hooks_run, 1);
   lua_getglobal(L, "after");
@@ -310,22 +313,17 @@ struct test {
   void (*fn)(void);
 };
 
-#define T(f) {#f, f}
+#define T(f)                                                                   \
+  { #f, f }
 
 int main(void) {
   static const struct test tests[] = {
-      T(test_huge_sleep_does_not_spin),
-      T(test_reattach_does_not_leak),
-      T(test_free_in_post_run),
-      T(test_free_in_post_step),
-      T(test_free_in_post_attached),
-      T(test_free_in_post_attached_step),
-      T(test_free_in_on_error_run),
-      T(test_free_in_on_error_step),
-      T(test_free_in_on_error_attached),
-      T(test_free_in_on_error_attached_step),
-      T(test_free_in_on_error_shutdown),
-      T(test_free_in_on_error_lua_run),
+      T(test_huge_sleep_does_not_spin),  T(test_reattach_does_not_leak),
+      T(test_free_in_post_run),          T(test_free_in_post_step),
+      T(test_free_in_post_attached),     T(test_free_in_post_attached_step),
+      T(test_free_in_on_error_run),      T(test_free_in_on_error_step),
+      T(test_free_in_on_error_attached), T(test_free_in_on_error_attached_step),
+      T(test_free_in_on_error_shutdown), T(test_free_in_on_error_lua_run),
   };
   int failed = 0;
   for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
