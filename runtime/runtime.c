@@ -182,13 +182,17 @@ static void tfd_close(weft_runtime *rt, uv_close_cb cb) {
   rt->tfd = -1;
 }
 #else
-static void tfd_init(weft_runtime *rt) { rt->tfd = -1; }
+static void tfd_init(weft_runtime *rt) {
+  rt->tfd = -1;
+}
 static int tfd_arm(weft_runtime *rt, double next) {
   (void)rt;
   (void)next;
   return 0;
 }
-static void tfd_stop(weft_runtime *rt) { (void)rt; }
+static void tfd_stop(weft_runtime *rt) {
+  (void)rt;
+}
 static void tfd_close(weft_runtime *rt, uv_close_cb cb) {
   (void)rt;
   (void)cb;
@@ -617,7 +621,8 @@ static int lcore_step(lua_State *L) {
   weft_runtime *rt = checkrt(L);
   int rc = step(rt, L, luaL_optnumber(L, 1, 1.0));
   lua_free_if_asked(L, rt);
-  if (rc == WEFT_EBUSY) return luaL_error(L, "weft.step: the runtime is running");
+  if (rc == WEFT_EBUSY)
+    return luaL_error(L, "weft.step: the runtime is running");
   if (rc == WEFT_EINTERNAL)
     return luaL_error(L, "weft: %s", weft_last_error(rt));
   lua_pushinteger(L, rc < 0 ? 0 : rc);
@@ -895,8 +900,8 @@ static int has_own_handles(weft_runtime *rt) {
 ** weft.now or weft.after would read or write freed memory. So the struct
 ** itself is freed with the state, by a finalizer anchored in its registry;
 ** until then its timers are destroyed (timer_add fails: "cannot start a
-** timer") and weft.core's bindings raise (tort), and nothing else of it is
-** used.
+** timer") and weft.core's bindings raise (checkrt); nothing else of it
+** is used.
 */
 static int tomb_gc(lua_State *L) {
   weft_runtime **box = lua_touserdata(L, 1);
