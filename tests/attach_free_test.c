@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "files.h"
 #include "weft.h"
 
 #define BIG_SIZE (32u << 20)
@@ -177,21 +178,6 @@ static int fds_on(const char *path) {
   return n;
 }
 
-/* The path of dir's entry starting with prefix into out, or 0 if none. */
-static int find(const char *dir, const char *prefix, char *out, size_t n) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  int found = 0;
-  while (d != NULL && (e = readdir(d)) != NULL) {
-    if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
-      snprintf(out, n, "%s/%s", dir, e->d_name);
-      found = 1;
-    }
-  }
-  if (d != NULL) closedir(d);
-  return found;
-}
-
 static long long global_int(lua_State *L, const char *name) {
   lua_getglobal(L, name);
   long long v = (long long)lua_tointeger(L, -1);
@@ -202,15 +188,15 @@ static long long global_int(lua_State *L, const char *name) {
 /* Step rt until the script's servers, conns and child are set up, the
 ** reads and the lookups have gone round at least once, and a write_file is
 ** writing its temporary file in dir. */
-static int step_until_set_up(weft_runtime *rt, lua_State *L,
-                             const char *dir) {
+static int step_until_set_up(weft_runtime *rt, lua_State *L, const char *dir) {
   char tmp[512];
   int rounds = 0;
   for (int i = 0; i < 20000; i++) {
     if (weft_step(rt, 5) <= 0) return 0;
     if (global_int(L, "setup") == 3 && global_int(L, "reads") > 0 &&
-        global_int(L, "resolves") > 0 && find(dir, "out.tmp-", tmp, sizeof tmp)
-        && ++rounds > 3) /* every loop back at its next request */
+        global_int(L, "resolves") > 0 &&
+        find_entry(dir, "out.tmp-", tmp, sizeof tmp) &&
+        ++rounds > 3) /* every loop back at its next request */
       return 1;
     uv_sleep(1);
   }
@@ -287,8 +273,8 @@ int main(void) {
   /* The FIFO's open, still blocked on the pool, can end now: its late
   ** callback runs in uv_run below, after the runtime is gone. */
   int wfd = open(fifo, O_WRONLY | O_NONBLOCK);
-  CHECK(wfd >= 0, "open %s for writing: %s (the read was not in flight)",
-        fifo, strerror(errno));
+  CHECK(wfd >= 0, "open %s for writing: %s (the read was not in flight)", fifo,
+        strerror(errno));
 
   uv_timer_t watchdog;
   uv_timer_init(&loop, &watchdog);
@@ -306,10 +292,9 @@ int main(void) {
   /* The files Lua still holds were closed by weft_free, not left to the
   ** collector: no descriptor of the big file (the kept one, those of the
   ** reads), and write_file's temporary file is gone. */
-  CHECK(fds_on(big) == 0, "%d descriptors of %s left open", fds_on(big),
-        big);
+  CHECK(fds_on(big) == 0, "%d descriptors of %s left open", fds_on(big), big);
   char left[512];
-  CHECK(!find(dir, "out.tmp-", left, sizeof left), "left %s", left);
+  CHECK(!find_entry(dir, "out.tmp-", left, sizeof left), "left %s", left);
 
   /* Every finalizer of what the runtime left in the host's state. */
   lua_gc(L, LUA_GCCOLLECT, 0);

@@ -17,50 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "weft.h"
-
-/* This thread's CPU time in ns: what a step's own work costs, which a
-** loaded machine's preemption (another test, ASan's other half) does not
-** add to, as it does to wall time. */
-static uint64_t cpu_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int failures;
-
-#define ASSERT(cond)                                                           \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__,     \
-              #cond);                                                          \
-      failures++;                                                              \
-      return;                                                                  \
-    }                                                                          \
-  } while (0)
-
-#define ASSERT_EQ(a, b)                                                        \
-  do {                                                                         \
-    long long a_ = (long long)(a), b_ = (long long)(b);                        \
-    if (a_ != b_) {                                                            \
-      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,      \
-              __LINE__, #a, #b, a_, b_);                                       \
-      failures++;                                                              \
-      return;                                                                  \
-    }                                                                          \
-  } while (0)
-
-#define ASSERT_STR_CONTAINS(s, sub)                                            \
-  do {                                                                         \
-    const char *s_ = (s);                                                      \
-    if (strstr(s_, (sub)) == NULL) {                                           \
-      fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,     \
-              __LINE__, s_, (sub));                                            \
-      failures++;                                                              \
-      return;                                                                  \
-    }                                                                          \
-  } while (0)
 
 /* Read global `name` as an integer. */
 static long long global_int(weft_runtime *rt, const char *name) {

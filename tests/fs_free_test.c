@@ -10,22 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "weft.h"
-
-/* The name of dir's entry starting with prefix into out, or 0 if none. */
-static int find(const char *dir, const char *prefix, char *out, size_t n) {
-  DIR *d = opendir(dir);
-  struct dirent *e;
-  int found = 0;
-  while (d != NULL && (e = readdir(d)) != NULL) {
-    if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
-      snprintf(out, n, "%s/%s", dir, e->d_name);
-      found = 1;
-    }
-  }
-  if (d != NULL) closedir(d);
-  return found;
-}
 
 /* Step rt until the temporary file of dir/big has bytes; 0 if it never
 ** did (the write finished first, or failed). */
@@ -34,7 +20,7 @@ static int step_until_writing(weft_runtime *rt, const char *dir) {
   struct stat st;
   for (int i = 0; i < 200000; i++) {
     if (weft_step(rt, 1) <= 0) return 0;
-    if (find(dir, "big.tmp-", tmp, sizeof tmp) && stat(tmp, &st) == 0 &&
+    if (find_entry(dir, "big.tmp-", tmp, sizeof tmp) && stat(tmp, &st) == 0 &&
         st.st_size > 0)
       return 1;
     usleep(50);
@@ -67,7 +53,7 @@ int main(void) {
       fprintf(stderr, "fs_free_test: round %d: never saw the write\n", round);
       failures++;
     }
-    if (find(dir, "big.tmp-", left, sizeof left)) {
+    if (find_entry(dir, "big.tmp-", left, sizeof left)) {
       fprintf(stderr, "fs_free_test: round %d: left %s\n", round, left);
       unlink(left);
       failures++;
