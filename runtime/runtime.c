@@ -161,14 +161,15 @@ static int tfd_arm(weft_runtime *rt, double next) {
   return 1;
 }
 
+/* Stop watching; disarm it too, so that it does not make the descriptor
+** readable for nothing later (one syscall, only when it was armed). */
 static void tfd_stop(weft_runtime *rt) {
-  if (rt->tfd < 0 || rt->tfd_at == 0) {
-    if (rt->tfd >= 0) uv_poll_stop(&rt->tfd_poll);
-    return;
+  if (rt->tfd < 0) return;
+  if (rt->tfd_at != 0) {
+    struct itimerspec off = {{0, 0}, {0, 0}};
+    timerfd_settime(rt->tfd, 0, &off, NULL);
+    rt->tfd_at = 0;
   }
-  struct itimerspec off = {{0, 0}, {0, 0}};
-  timerfd_settime(rt->tfd, 0, &off, NULL);
-  rt->tfd_at = 0;
   uv_poll_stop(&rt->tfd_poll);
 }
 
