@@ -180,8 +180,13 @@ local function push(t, a, b)
   local n = fill_n + 1
   fill_n = n
   fill_t[n] = t
-  fill_a[n] = a
-  fill_b[n] = b
+  -- A nil is not stored: the slot is nil already (next_ready clears what
+  -- it takes), and storing nil under a key a table lacks adds the key, in
+  -- LuaJIT's interpreter and its traces alike. Wake values are mostly nil,
+  -- so their arrays never grew an array part, and each push and each take
+  -- inserted into a hash part that kept being rehashed (7% of spawn).
+  if a ~= nil then fill_a[n] = a end
+  if b ~= nil then fill_b[n] = b end
 end
 
 -- wake(t, a, b): end t's wait; its yield(WAIT) returns (a, b). The waker,
@@ -205,8 +210,8 @@ local function wake(t, a, b)
   local n = fill_n + 1 -- push, written out: this runs on every wake
   fill_n = n
   fill_t[n] = t
-  fill_a[n] = a
-  fill_b[n] = b
+  if a ~= nil then fill_a[n] = a end
+  if b ~= nil then fill_b[n] = b end
 end
 S.wake = wake
 
@@ -1976,8 +1981,8 @@ local function next_ready()
   run_i = i + 1
   local t, a, b = run_t[i], run_a[i], run_b[i]
   run_t[i] = nil
-  run_a[i] = nil
-  run_b[i] = nil
+  if a ~= nil then run_a[i] = nil end -- see push
+  if b ~= nil then run_b[i] = nil end
   return t, a, b
 end
 
