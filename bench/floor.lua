@@ -108,26 +108,29 @@ function benches.buffered()
   return (clock() - t0) / N * 1e9
 end
 
+-- Rounds of spawn and errgroup, the median taken: as weft_bench.lua's.
+local ROUNDS = 15
+
 function benches.spawn()
   local N = 100000
   local fn = function() end
   local rounds = {}
-  for r = 1, 5 do
+  for r = 1, ROUNDS do
     local t0 = clock()
     for _ = 1, N do ready(create(fn)) end
     run()
     rounds[r] = (clock() - t0) / N * 1e9
   end
   table.sort(rounds)
-  return rounds[3]
+  return rounds[math.ceil(ROUNDS / 2)]
 end
 
 -- An errgroup at its least: 100,000 coroutines that count themselves done,
--- the last one waking the waiter. ns per task, median of five rounds.
+-- the last one waking the waiter. ns per task, the median of ROUNDS rounds.
 function benches.errgroup()
   local N = 100000
   local rounds = {}
-  for r = 1, 5 do
+  for r = 1, ROUNDS do
     local left, waiter = N, nil
     local function done()
       left = left - 1
@@ -146,7 +149,7 @@ function benches.errgroup()
     rounds[r] = (clock() - t0) / N * 1e9
   end
   table.sort(rounds)
-  return rounds[3]
+  return rounds[math.ceil(ROUNDS / 2)]
 end
 
 -- Sleepers (N, default 1,000,000): a binary heap of (deadline, coroutine).

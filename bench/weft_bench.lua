@@ -30,7 +30,10 @@ function benches.pingpong()
 end
 
 -- Spawn and finish 100,000 tasks, waiting for all: ns per task, the median
--- of five rounds (the first warms the pool of coroutines).
+-- of ROUNDS rounds. One process's first rounds grow its heap and warm the
+-- pool of coroutines; the median is the cost a program that keeps
+-- spawning pays (bench/README.md gives the first rounds apart).
+local ROUNDS = 15
 local function median(xs)
   table.sort(xs)
   return xs[math.ceil(#xs / 2)]
@@ -40,7 +43,7 @@ function benches.spawn()
   local N = 100000
   local fn = function() end
   local rounds = {}
-  for r = 1, 5 do
+  for r = 1, ROUNDS do
     local t0 = clock()
     weft.go(function()
       for _ = 1, N do weft.go(fn) end
@@ -103,12 +106,12 @@ function benches.select()
 end
 
 -- An errgroup of 100,000 tasks that return nothing, then wait: ns per
--- task, the median of five rounds as spawn's.
+-- task, the median of ROUNDS rounds as spawn's.
 function benches.errgroup()
   local N = 100000
   local fn = function() end
   local rounds = {}
-  for r = 1, 5 do
+  for r = 1, ROUNDS do
     local t0 = clock()
     local g = weft.group()
     for _ = 1, N do g:go(fn) end

@@ -17,10 +17,10 @@ import (
 )
 
 // errgroupBench: an errgroup of 100,000 tasks that return nil, then Wait:
-// ns per task, the median of five rounds as spawn's.
+// ns per task, the median of nrounds rounds as spawn's.
 func errgroupBench() float64 {
 	const n = 100000
-	rounds := make([]float64, 5)
+	rounds := make([]float64, nrounds)
 	for r := range rounds {
 		t0 := time.Now()
 		g, _ := errgroup.WithContext(context.Background())

@@ -15,6 +15,10 @@ function M.rss_kb(field)
   end
 end
 
+-- Rounds of spawn and errgroup in one process, the median taken: as
+-- bench/weft_bench.lua's.
+M.ROUNDS = 15
+
 function M.median(xs)
   table.sort(xs)
   return xs[math.ceil(#xs / 2)]

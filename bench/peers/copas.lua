@@ -15,12 +15,12 @@ local cpu = os.clock
 local benches = {}
 
 -- copas.addthread of 100,000 coroutines that end at once: ns per task, the
--- median of five rounds. addthread runs each to its first yield, here its
+-- median of C.ROUNDS rounds. addthread runs each to its first yield, here its
 -- end, so the join is a count that is already complete.
 function benches.spawn()
   local N = 100000
   local rounds = {}
-  for r = 1, 5 do
+  for r = 1, C.ROUNDS do
     local left = N
     local function done() left = left - 1 end
     local t0 = cpu()

@@ -129,7 +129,7 @@ end
 function benches.spawn()
   local N = 100000
   local rounds = {}
-  for r = 1, 5 do
+  for r = 1, C.ROUNDS do
     local t0 = cpu()
     local done, wait = counter(N)
     for _ = 1, N do go(done) end

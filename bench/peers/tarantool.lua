@@ -43,13 +43,13 @@ local function counter(n)
 end
 
 -- Spawn and finish 100,000 fibers, waiting for all: ns per fiber, the
--- median of five rounds. fiber.create runs the new fiber at once, which
+-- median of C.ROUNDS rounds. fiber.create runs the new fiber at once, which
 -- ends and goes back to the pool; fiber.new would keep all 100,000 alive
 -- at once, past what the mappings allow (see sleepers).
 function benches.spawn()
   local N = 100000
   local rounds = {}
-  for r = 1, 5 do
+  for r = 1, C.ROUNDS do
     local t0 = cpu()
     local done, wait = counter(N)
     for _ = 1, N do fiber.create(done) end
