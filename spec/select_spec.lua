@@ -132,6 +132,79 @@ describe("weft.select", function()
     assert.is_true(chi < 16.3, "counts " .. table.concat(counts, ","))
   end))
 
+  -- Up to four cases are probed by code written out, more by a loop
+  -- (select.lua): both must draw alike, and blame alike.
+  it("chooses uniformly among the ready cases, however many and wherever",
+    vtask(function()
+      -- 0.1% tails of chi-square by degrees of freedom.
+      local tail = { 10.83, 13.82, 16.27, 18.47, 20.52, 22.46 }
+      for _, ready in ipairs { { 1, 2 }, { 1, 3 }, { 2, 3, 4 }, { 4, 5 },
+        { 1, 3, 5, 6 }, { 2, 3, 4, 5, 6, 7, 8 } } do
+        local n = ready[#ready]
+        local chans, cases = {}, {}
+        for i = 1, n do
+          chans[i] = weft.chan(1)
+          cases[i] = { recv = chans[i] }
+        end
+        local counts = {}
+        for i = 1, n do counts[i] = 0 end
+        local N = 1000 * #ready
+        for _ = 1, N do
+          for _, i in ipairs(ready) do
+            if #chans[i] == 0 then chans[i]:send(i) end
+          end
+          local i, v = weft.select(cases)
+          assert.equal(i, v)
+          counts[i] = counts[i] + 1
+        end
+        local chi, want = 0, N / #ready
+        for _, i in ipairs(ready) do
+          chi = chi + (counts[i] - want) ^ 2 / want
+        end
+        local total = 0
+        for i = 1, n do total = total + counts[i] end
+        assert.equal(N, total) -- none from a case that was not ready
+        assert.is_true(chi < tail[#ready - 1], "ready " ..
+          table.concat(ready, ",") .. ": counts " .. table.concat(counts, ","))
+      end
+    end))
+
+  it("blames the caller's line for a bad case, at any position",
+    vtask(function()
+      local src = debug.getinfo(1, "S").short_src
+      local ch = weft.chan(1)
+      local bad = {
+        [5] = "table expected, got number",
+        [{ revc = ch }] = "'recv', 'send' or 'default' expected",
+        [{ recv = 3 }] = "'recv' must be a weft.chan or false, got number",
+        [{ send = {} }] = "'send' must be a weft.chan or false, got table",
+        [{ send = ch }] = "send needs a non-nil 'value'",
+      }
+      for n = 1, 6 do
+        for case, why in pairs(bad) do
+          local cases = {}
+          for i = 1, n - 1 do cases[i] = { recv = false } end
+          cases[n] = case
+          local function call() local i = weft.select(cases) return i end
+          local ok, err = pcall(call)
+          assert.is_false(ok)
+          local line = debug.getinfo(call, "S").linedefined
+          assert.equal(("%s:%d: bad argument #1 to 'select' (case #%d: %s)")
+            :format(src, line, n, why), err)
+        end
+        local cases = {}
+        for i = 1, n do cases[i] = { default = true } end
+        if n > 1 then
+          local function call() local i = weft.select(cases) return i end
+          local ok, err = pcall(call)
+          assert.is_false(ok)
+          assert.equal(("%s:%d: bad argument #1 to 'select' (case #2: " ..
+            "more than one default)"):format(src,
+            debug.getinfo(call, "S").linedefined), err)
+        end
+      end
+    end))
+
   it("a false channel disables its case, like a nil channel in Go",
     vtask(function()
       local ch = weft.chan(1)
