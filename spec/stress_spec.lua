@@ -99,6 +99,85 @@ describe("stress", function()
       end
     end))
 
+  it("selects that send and receive on 1 to 6 cases, cancelled at random: " ..
+    "every value sent is received exactly once", task(function()
+      math.randomseed(20261201)
+      local caps = { 0, 0, 1, 4 }
+      local chans = {}
+      for i = 1, 8 do chans[i] = weft.chan(caps[(i - 1) % #caps + 1]) end
+      local sent, got, nsent, nrecv = {}, {}, 0, 0
+      -- cases(dir, v) -> 1 to 6 cases on random channels, the first
+      -- always enabled, some others disabled (false).
+      local function cases(dir, v)
+        local cs = {}
+        for k = 1, math.random(6) do
+          local ch = chans[math.random(#chans)]
+          if k > 1 and math.random(5) == 1 then ch = false end
+          cs[k] = dir == "send" and { send = ch, value = v } or { recv = ch }
+        end
+        return cs
+      end
+      local tasks, cancels = {}, {}
+      for p = 1, 400 do
+        local ctx, cancel = weft.with_cancel()
+        cancels[#cancels + 1] = cancel
+        tasks[#tasks + 1] = weft.go(function()
+          for j = 1, 25 do
+            local v = p * 100 + j
+            local i, err = weft.select(cases("send", v), ctx)
+            if i == nil then
+              assert(err.kind == "canceled", tostring(err))
+              return
+            end
+            sent[v] = true
+            nsent = nsent + 1
+          end
+        end)
+      end
+      local takers = {}
+      for _ = 1, 400 do
+        local ctx, cancel = weft.with_cancel()
+        cancels[#cancels + 1] = cancel
+        takers[#takers + 1] = weft.go(function()
+          while true do
+            local i, v, err = weft.select(cases("recv"), ctx)
+            if i == nil then return v.kind end
+            if v == nil then return err.kind end
+            got[v] = (got[v] or 0) + 1
+            nrecv = nrecv + 1
+          end
+        end)
+      end
+      local chaos = weft.go(function()
+        for _ = 1, #cancels / 2 do
+          cancels[math.random(#cancels)]()
+          weft.yield()
+        end
+      end)
+      for i = 1, #tasks do tasks[i]:join() end
+      chaos:join()
+      for i = 1, #chans do chans[i]:close() end
+      for i = 1, #takers do
+        local why = takers[i]:join()
+        assert.is_true(why == "closed" or why == "canceled", tostring(why))
+      end
+      for i = 1, #chans do
+        for v in chans[i]:iter(weft.background()) do
+          got[v] = (got[v] or 0) + 1
+          nrecv = nrecv + 1
+        end
+      end
+      assert.is_true(nsent > 1000, "sent " .. nsent)
+      assert.equal(nsent, nrecv)
+      for v in pairs(sent) do
+        assert(got[v] == 1, "value " .. v .. " received " .. (got[v] or 0) ..
+          " times")
+      end
+      for v in pairs(got) do
+        assert(sent[v], "value " .. v .. " received but never sent")
+      end
+    end))
+
   it("cancelling thousands of sleepers wakes each exactly once",
     task(function()
       local ctx, cancel = weft.with_cancel()
