@@ -174,7 +174,8 @@ end
 
 --[[ Run queue ]]
 -- Two arrays: wakes append to `fill`; tick runs `run` from run_i to run_n,
--- then swaps. Indices restart at 1 on every swap, so both stay dense arrays.
+-- then swaps (or takes a lone task from `fill`: see next_ready). Indices
+-- restart at 1 on every swap, so both stay dense arrays.
 local fill_t, fill_a, fill_b, fill_n = {}, {}, {}, 0
 local run_t, run_a, run_b, run_i, run_n = {}, {}, {}, 1, 0
 
@@ -1970,10 +1971,22 @@ end
 local ran, tick_budget, tick_deadline = 0, 0, nil
 
 -- next_ready() -> t, a, b: the next ready task and its wake values, or nil.
+-- One task alone in `fill` (a hand-off: a ping-pong, a reply) is taken from
+-- there, without swapping: the swap's seven upvalue stores were a tenth of
+-- a ping-pong round trip (2,004-2,022 -> 1,797-1,807 instructions).
 local function next_ready()
   local i = run_i
   if i > run_n then
-    if fill_n == 0 then return nil end
+    local n = fill_n
+    if n == 0 then return nil end
+    if n == 1 then
+      fill_n = 0
+      local t, a, b = fill_t[1], fill_a[1], fill_b[1]
+      fill_t[1] = nil
+      if a ~= nil then fill_a[1] = nil end -- see push
+      if b ~= nil then fill_b[1] = nil end
+      return t, a, b
+    end
     run_t, fill_t = fill_t, run_t
     run_a, fill_a = fill_a, run_a
     run_b, fill_b = fill_b, run_b
