@@ -162,7 +162,10 @@ static int tfd_arm(weft_runtime *rt, double next) {
 }
 
 /* Stop watching; disarm it too, so that it does not make the descriptor
-** readable for nothing later (one syscall, only when it was armed). */
+** readable for nothing later (one syscall, only when it was armed). Only a
+** watching handle is stopped: uv_poll_stop always takes the descriptor out
+** of epoll, a failing epoll_ctl syscall when it was not in (one per turn
+** of the loop with no timer armed: a trivial job's round trip paid it). */
 static void tfd_stop(weft_runtime *rt) {
   if (rt->tfd < 0) return;
   if (rt->tfd_at != 0) {
@@ -170,7 +173,7 @@ static void tfd_stop(weft_runtime *rt) {
     timerfd_settime(rt->tfd, 0, &off, NULL);
     rt->tfd_at = 0;
   }
-  uv_poll_stop(&rt->tfd_poll);
+  if (uv_is_active((uv_handle_t *)&rt->tfd_poll)) uv_poll_stop(&rt->tfd_poll);
 }
 
 /* uv_close takes the descriptor out of the backend at once, so it can be
