@@ -3,6 +3,18 @@ local weft = require "weft"
 local H = require "spec.helper"
 local task = H.task
 
+-- exactly_once(sent, got): every value sent (sent[v] true) was received
+-- once (got[v] counts), and nothing else was.
+local function exactly_once(sent, got)
+  for v in pairs(sent) do
+    assert(got[v] == 1, "value " .. v .. " received " .. (got[v] or 0) ..
+      " times")
+  end
+  for v in pairs(got) do
+    assert(sent[v], "value " .. v .. " received but never sent")
+  end
+end
+
 describe("stress", function()
   it("10,000 tasks exchange values while contexts are cancelled at random: " ..
     "every value whose send succeeded is received exactly once",
@@ -90,13 +102,7 @@ describe("stress", function()
 
       assert.is_true(nsent > 0 and nfailed > 0)
       assert.equal(nsent, nrecv)
-      for v in pairs(sent) do
-        assert(got[v] == 1, "value " .. v .. " received " .. (got[v] or 0) ..
-          " times")
-      end
-      for v in pairs(got) do
-        assert(sent[v], "value " .. v .. " received but never sent")
-      end
+      exactly_once(sent, got)
     end))
 
   it("selects that send and receive on 1 to 6 cases, cancelled at random: " ..
@@ -169,13 +175,7 @@ describe("stress", function()
       end
       assert.is_true(nsent > 1000, "sent " .. nsent)
       assert.equal(nsent, nrecv)
-      for v in pairs(sent) do
-        assert(got[v] == 1, "value " .. v .. " received " .. (got[v] or 0) ..
-          " times")
-      end
-      for v in pairs(got) do
-        assert(sent[v], "value " .. v .. " received but never sent")
-      end
+      exactly_once(sent, got)
     end))
 
   it("cancelling thousands of sleepers wakes each exactly once",
