@@ -214,6 +214,7 @@ struct weft__stream {
 struct weft__stream *weft__stream_new(lua_State *L, const char *kind);
 struct weft__stream *weft__stream_new_pipe(lua_State *L, const char *kind);
 void weft__ignore_sigpipe(void); /* see stream.c */
+int weft__sigpipe_wanted(void);
 struct weft__stream *weft__stream_check(lua_State *L, int idx);
 void weft__stream_close(struct weft__stream *s);
 int weft__open_streamcore(lua_State *L);

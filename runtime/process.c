@@ -190,24 +190,29 @@ static void proc_end(struct weft__live *l) {
 ** Lua binding: weft.proccore, used by lua/weft/process.lua
 **=======================================================================*/
 
-/* Read the string array at t[k] (1..n) into a NULL-terminated vector. */
+/* Read the string array at t[k] (1..n) into a NULL-terminated vector.
+** The vector is anchored on the stack, then the list above it, which
+** anchors its strings: one slot each however long the list (a slot per
+** string overflowed the stack at ~65,000 arguments). process.lua made
+** the list, of strings only, with no zero byte. */
 static char **strings(lua_State *L, int t, const char *k, int first) {
   lua_getfield(L, t, k);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return NULL;
   }
+  luaL_checktype(L, -1, LUA_TTABLE);
   size_t n = lua_objlen(L, -1);
   char **v = lua_newuserdata(L, (n + (size_t)first + 1) * sizeof *v);
-  /* The vector is anchored below the table, and each string in it. */
   lua_insert(L, -2);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, -1, (int)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "proccore.spawn: %s[%d] is not a string", k, (int)i + 1);
     v[i + (size_t)first] = (char *)lua_tostring(L, -1);
-    lua_insert(L, -3);
+    lua_pop(L, 1);
   }
   v[n + (size_t)first] = NULL;
-  lua_pop(L, 1);
   return v;
 }
 
@@ -401,8 +406,12 @@ static int lproc_terminate(lua_State *L) {
     p->nopen++;
   }
   if (!uv_is_active((uv_handle_t *)&p->grace)) {
+    /* A double past 2^64 does not convert (undefined; 0 on x86-64, which
+    ** was a SIGKILL at once for grace = math.huge): past 2^63 ms, which is
+    ** never, libuv is given its own "never" (it clamps the sum). */
     double ms = grace > 0 ? grace * 1000 : 0;
-    uv_timer_start(&p->grace, on_grace, (uint64_t)ms, 0);
+    uint64_t due = ms < 0x1p63 ? (uint64_t)ms : UINT64_MAX;
+    uv_timer_start(&p->grace, on_grace, due, 0);
   }
   return 0;
 }

@@ -131,6 +131,9 @@ static void restore(struct saved *sv) {
   if (sigaction(sv->signum, NULL, &cur) == 0 && cur.sa_handler == SIG_DFL &&
       !(cur.sa_flags & SA_SIGINFO))
     sigaction(sv->signum, &sv->sa, NULL);
+  /* The saved SIG_DFL may predate the first conn, which would have ignored
+  ** SIGPIPE but for this listener (stream.c). */
+  if (sv->signum == SIGPIPE && weft__sigpipe_wanted()) weft__ignore_sigpipe();
 }
 
 /*

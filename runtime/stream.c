@@ -92,10 +92,20 @@ static void push_meta(lua_State *L) {
 ** does) the first time a conn or a child's pipe is made, unless the host
 ** installed a handler of its own, and get EPIPE from the write instead.
 ** Stdin alone does not: a script only reading its stdin keeps dying of a
-** closed stdout, as a Unix filter does.
+** closed stdout, as a Unix filter does. A weft.signal listener for SIGPIPE
+** is a handler too, and when it stops, libuv and signal.c put back
+** SIG_DFL: signal.c then asks again (weft__sigpipe_wanted), or the next
+** write to a closed peer would kill the process.
 */
+static atomic_int sigpipe_wanted; /* process-wide, as dispositions are */
+
+int weft__sigpipe_wanted(void) {
+  return atomic_load(&sigpipe_wanted);
+}
+
 void weft__ignore_sigpipe(void) {
   struct sigaction sa;
+  atomic_store(&sigpipe_wanted, 1);
   if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);

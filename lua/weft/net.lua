@@ -24,8 +24,12 @@ local tcp, udp, dns = {}, {}, {}
 
 --[[ Arguments ]]
 
+-- A zero byte would end the name C hands the resolver: "a\0b" was "a".
 local function hostarg(host, argn, fname)
   if type(host) ~= "string" then S.typeerror(argn, fname, "string", host, 3) end
+  if host:find("\0", 1, true) then
+    S.argerror(argn, fname, "host contains a zero byte", 3)
+  end
   return host
 end
 
@@ -223,6 +227,9 @@ ServerMT.__tostring = describer("weft.tcp.server")
 
 --[[ UDP ]]
 
+-- The largest datagram sock:send_to takes (udp.c's DGRAM_MAX).
+local DGRAM_MAX = 65536
+
 local Sock = {}
 local SockMT = { __index = Sock, __name = "weft.udp.sock" }
 
@@ -251,6 +258,10 @@ end
 function Sock.send_to(u, data, host, port, ctx)
   local h = check_sock(u, "send_to")
   if type(data) ~= "string" then S.typeerror(2, "send_to", "string", data) end
+  if #data > DGRAM_MAX then
+    S.argerror(2, "send_to", format("at most %d bytes in a datagram, got %d",
+      DGRAM_MAX, #data))
+  end
   hostarg(host, 3, "send_to")
   portarg(port, 4, "send_to")
   ctx = ctxarg(ctx, 5, "send_to")

@@ -10,6 +10,7 @@ local ctxmod = require "weft.ctx"
 local group = require "weft.group"
 local stream = require "weft.stream"
 local pc = require "weft.proccore"
+local sigcore = require "weft.sigcore"
 
 local call, wrap = io.call, stream.wrap
 local type, tostring, format, setmetatable, pairs, ipairs = type, tostring,
@@ -32,13 +33,97 @@ local ProcMT = { __index = Proc, __name = "weft.process.proc" }
 
 local modes = { pipe = true, inherit = true, null = true }
 
-local function stdio_mode(v, name)
+-- The checks below raise at the caller of spawn or run, named fname, whose
+-- options are its argument argn: `level` counts from the function that
+-- raises to that caller (3 from start, which spawn and run call).
+
+local function stdio_mode(v, name, fname, argn)
   if v == nil then return "inherit" end
   if not modes[v] then
-    S.argerror(1, "spawn", format("field '%s': \"pipe\", \"inherit\" or " ..
+    S.argerror(argn, fname, format("field '%s': \"pipe\", \"inherit\" or " ..
       "\"null\" expected", name), 4)
   end
   return v
+end
+
+-- cstring(s, fname, argn, what, level) -> s, which C hands the system as
+-- a C string: a zero byte would cut it short ("a\0b" ran as "a"), so it
+-- is refused, as weft.fs refuses such paths.
+local function cstring(s, fname, argn, what, level)
+  if s:find("\0", 1, true) then
+    S.argerror(argn, fname, what .. " contains a zero byte", level)
+  end
+  return s
+end
+
+-- env_list(env, fname, argn) -> a sorted list of "name=value": names
+-- non-empty and without "=" (which would make another name), names and
+-- values strings or numbers.
+local function env_list(env, fname, argn)
+  if type(env) ~= "table" then
+    S.argerror(argn, fname, "field 'env': table expected", 4)
+  end
+  local list = {}
+  for k, v in pairs(env) do
+    if type(k) ~= "string" and type(k) ~= "number" then
+      S.argerror(argn, fname, "field 'env': name expected, got " ..
+        S.tname(k), 4)
+    end
+    k = tostring(k)
+    if k == "" or k:find("=", 1, true) then
+      S.argerror(argn, fname, format("field 'env': bad name %q", k), 4)
+    end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      S.argerror(argn, fname, format("field 'env': %s: string expected, " ..
+        "got %s", k, S.tname(v)), 4)
+    end
+    list[#list + 1] = cstring(k .. "=" .. tostring(v), fname, argn,
+      "field 'env': " .. k, 5)
+  end
+  sort(list)
+  return list
+end
+
+-- start(fname, argn, cmd, args, opts) -> proc | nil, err: spawn's work,
+-- for spawn and run; args is a list of strings already checked.
+local function start(fname, argn, cmd, args, opts)
+  cstring(cmd, fname, 1, "the command", 4) -- argument 1 of spawn and run
+  local env = opts.env ~= nil and env_list(opts.env, fname, argn) or nil
+  local cwd = opts.cwd
+  if cwd ~= nil then
+    if type(cwd) ~= "string" then
+      S.argerror(argn, fname, "field 'cwd': string expected", 3)
+    end
+    cstring(cwd, fname, argn, "field 'cwd'", 4)
+  end
+  local grace = opts.grace or GRACE
+  if type(grace) ~= "number" or grace ~= grace or grace < 0 then
+    S.argerror(argn, fname, "field 'grace': non-negative number expected", 3)
+  end
+  local ud, i, o, e = pc.spawn { file = cmd, args = args, env = env,
+    cwd = cwd, stdio = { stdio_mode(opts.stdin, "stdin", fname, argn),
+      stdio_mode(opts.stdout, "stdout", fname, argn),
+      stdio_mode(opts.stderr, "stderr", fname, argn) } }
+  if not ud then return nil, io.error(i) end
+  return setmetatable({ ud = ud, cmd = cmd, grace = grace,
+    stdin = i and wrap(i, PipeMT) or nil, stdout = o and wrap(o, PipeMT)
+    or nil, stderr = e and wrap(e, PipeMT) or nil }, ProcMT)
+end
+
+-- arg_list(list, from, fname, argn, what) -> list[from..] as strings (a
+-- copy: the caller's list is left as it was, numbers stay numbers).
+local function arg_list(list, from, fname, argn, what)
+  local out = {}
+  for i = from, #list do
+    local a = list[i]
+    if type(a) ~= "string" and type(a) ~= "number" then
+      S.argerror(argn, fname, format("%s %d: string expected, got %s", what,
+        i, S.tname(a)), 3)
+    end
+    out[#out + 1] = cstring(tostring(a), fname, argn, format("%s %d", what,
+      i), 4)
+  end
+  return out
 end
 
 -- weft.process.spawn{cmd, args=, cwd=, env=, stdin=, stdout=, stderr=,
@@ -52,43 +137,14 @@ function M.spawn(opts)
     S.argerror(1, "spawn", "field 1: command (string) expected")
   end
   local args = opts.args
-  if args ~= nil and type(args) ~= "table" then
-    S.argerror(1, "spawn", "field 'args': table expected")
-  end
-  if args then
-    for i = 1, #args do
-      if type(args[i]) ~= "string" and type(args[i]) ~= "number" then
-        S.argerror(1, "spawn", format("field 'args': string expected at %d",
-          i))
-      end
-      args[i] = tostring(args[i])
+  if args ~= nil then
+    if type(args) ~= "table" then
+      S.argerror(1, "spawn", "field 'args': table expected")
     end
+    args = arg_list(args, 1, "spawn", 1, "field 'args' at")
   end
-  local env
-  if opts.env ~= nil then
-    if type(opts.env) ~= "table" then
-      S.argerror(1, "spawn", "field 'env': table expected")
-    end
-    env = {}
-    for k, v in pairs(opts.env) do
-      env[#env + 1] = tostring(k) .. "=" .. tostring(v)
-    end
-    sort(env)
-  end
-  if opts.cwd ~= nil and type(opts.cwd) ~= "string" then
-    S.argerror(1, "spawn", "field 'cwd': string expected")
-  end
-  local grace = opts.grace or GRACE
-  if type(grace) ~= "number" or grace ~= grace or grace < 0 then
-    S.argerror(1, "spawn", "field 'grace': non-negative number expected")
-  end
-  local ud, i, o, e = pc.spawn { file = cmd, args = args, env = env,
-    cwd = opts.cwd, stdio = { stdio_mode(opts.stdin, "stdin"),
-      stdio_mode(opts.stdout, "stdout"), stdio_mode(opts.stderr, "stderr") } }
-  if not ud then return nil, io.error(i) end
-  return setmetatable({ ud = ud, cmd = cmd, grace = grace,
-    stdin = i and wrap(i, PipeMT) or nil, stdout = o and wrap(o, PipeMT)
-    or nil, stderr = e and wrap(e, PipeMT) or nil }, ProcMT)
+  local p, err = start("spawn", 1, cmd, args, opts) -- no tail call: see start
+  return p, err
 end
 
 local function wait_start(id, p)
@@ -105,7 +161,7 @@ end
 -- ("SIGTERM"). Cancelling ctx ends the child (see the top of the file).
 function Proc.wait(p, ctx)
   S.checkmt(p, ProcMT, 1, "wait")
-  ctx = io.checkctx(ctx, 1, "wait")
+  ctx = io.checkctx(ctx, 2, "wait")
   local code, sig = pc.status(p.ud)
   if code then return code, sig end
   return call(ctx, "proc:wait", wait_start, wait_cancel, p)
@@ -115,10 +171,17 @@ end
 -- or "TERM", or a number; SIGTERM by default). ESRCH once it exited.
 function Proc.kill(p, sig)
   S.checkmt(p, ProcMT, 1, "kill")
-  if sig ~= nil and type(sig) ~= "string" and type(sig) ~= "number" then
-    S.typeerror(1, "kill", "signal name or number", sig)
+  if sig == nil then
+    sig = "SIGTERM"
+  elseif type(sig) ~= "string" and type(sig) ~= "number" then
+    S.typeerror(2, "kill", "signal name or number", sig)
+  else
+    -- C's message would blame this file: check here, blaming the caller.
+    local known, num = pcall(sigcore.number, sig)
+    if not known then S.argerror(2, "kill", num:match("%((.*)%)$") or num) end
+    sig = num
   end
-  local ok, err = pc.kill(p.ud, sig or "SIGTERM")
+  local ok, err = pc.kill(p.ud, sig)
   if not ok then return nil, io.error(err) end
   return true
 end
@@ -177,19 +240,20 @@ function M.run(argv, opts)
   if input ~= nil and type(input) ~= "string" then
     S.argerror(2, "run", "field 'input': string expected")
   end
-  S.cur("run")
-  local ctx, cancel = ctxmod.with_cancel(ctxmod.context())
-  if opts.timeout ~= nil then
-    ctx, cancel = ctxmod.with_timeout(ctx, opts.timeout)
+  local timeout = opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
+    S.argerror(2, "run", "field 'timeout': number expected, got " ..
+      S.tname(timeout))
   end
-  local args = {}
-  for i = 2, #argv do args[i - 1] = argv[i] end
-  local p, err = M.spawn { argv[1], args = args, cwd = opts.cwd,
+  local args = arg_list(argv, 2, "run", 1, "element")
+  S.cur("run")
+  local p, err = start("run", 2, argv[1], args, { cwd = opts.cwd,
     env = opts.env, grace = opts.grace, stdin = input and "pipe" or "null",
-    stdout = "pipe", stderr = "pipe" }
-  if not p then
-    cancel()
-    return nil, err
+    stdout = "pipe", stderr = "pipe" })
+  if not p then return nil, err end
+  local ctx, cancel = ctxmod.with_cancel(ctxmod.context())
+  if timeout ~= nil then
+    ctx, cancel = ctxmod.with_timeout(ctx, timeout)
   end
   local out, errs = {}, {}
   local g = group.group { ctx = ctx }

@@ -20,10 +20,12 @@ local call, cancel = io.call, fscore.cancel
 local type, tostring, error, getmetatable, setmetatable = type, tostring,
   error, getmetatable, setmetatable
 local cstdout = _G.io.stdout
+local floor = math.floor
 
 local M = {}
 
 local CHUNK = 65536
+local AGAIN = 0.001 -- seconds between writes a full non-blocking fd refused
 
 local _, StreamMT = stream.class("weft.stdin")
 
@@ -45,10 +47,16 @@ function File.read(f, max, ctx)
     S.typeerror(2, "read", "non-negative number", max)
   end
   ctx = stream.ctxarg(ctx, 3, "read")
-  max = max or CHUNK
+  max = max and floor(max) or CHUNK
   if max == 0 then return "" end
   local buf = f.buf
-  if #buf == 0 then return fsread(max, ctx) end
+  -- As from a pipe, a read returns what one read gives, at most max: one
+  -- fs read of at most CHUNK (a huge max was a huge buffer, or raised).
+  if #buf == 0 then return fsread(max < CHUNK and max or CHUNK, ctx) end
+  if max >= #buf then
+    f.buf = ""
+    return buf
+  end
   f.buf = buf:sub(max + 1)
   return buf:sub(1, max)
 end
@@ -147,8 +155,17 @@ function Out.write(o, data, ctx)
   while off < #data do
     local chunk = off == 0 and data or data:sub(off + 1)
     local n, err = call(ctx, o.what, fscore.write, cancel, o.fd, chunk, -1)
-    if not n then return nil, err end
-    off = off + n
+    if n then
+      off = off + n
+    elseif err.kind == "EAGAIN" then
+      -- The descriptor is non-blocking: stdin is the same socket (inetd,
+      -- socket activation) and libuv made their one file description
+      -- non-blocking when stdin opened. Wait for the reader, and go on.
+      local ok, werr = S.sleep(AGAIN, ctx)
+      if not ok then return nil, werr end
+    else
+      return nil, err
+    end
   end
   return true
 end
