@@ -39,7 +39,8 @@ enum {
   C_REF,
   C_END,
   C_MODULE, /* a loaded module, by name: the receiver requires it */
-  C_FIELD   /* a C function of a loaded module: module name, key */
+  C_FIELD,  /* a C function of a loaded module: module name, key */
+  C_UPVAL   /* an upvalue shared with function ref's upvalue n: ref, n */
 };
 
 #define MAX_DEPTH 200
@@ -192,9 +193,9 @@ static int oom(struct enc *e) {
 
 static int enc_value(struct enc *e, int idx);
 
-/* Registry keys of the module map and of the package.loaded size it was
-** made for (their addresses). */
-static const char mods_key = 0, mods_count_key = 0;
+/* Registry keys of the module map, and of the size and the shallow copy
+** of package.loaded it was made from (their addresses). */
+static const char mods_key = 0, mods_count_key = 0, mods_snap_key = 0;
 
 /* 1 if t[stack[k]] is set (raw). */
 static int has_key(lua_State *L, int t, int k) {
@@ -205,11 +206,34 @@ static int has_key(lua_State *L, int t, int k) {
   return set;
 }
 
-static int count_loaded(lua_State *L, int loaded) {
-  int n = 0;
+/* Whether package.loaded (at loaded) holds what the snapshot taken when
+** the map was made (at snap) held: n entries, each key with the same
+** value. A count alone missed a module replaced by another, and the old
+** table still crossed by name, as a module the worker could not load. */
+static int same_loaded(lua_State *L, int loaded, int snap, int n) {
   lua_pushnil(L);
   while (lua_next(L, loaded) != 0) {
-    lua_pop(L, 1);
+    lua_pushvalue(L, -2);
+    lua_rawget(L, snap);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!same || --n < 0) {
+      lua_pop(L, 1);
+      return 0;
+    }
+  }
+  return n == 0;
+}
+
+/* Push a shallow copy of the table at t; returns how many entries. */
+static int push_snapshot(lua_State *L, int t) {
+  int n = 0;
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
     n++;
   }
   return n;
@@ -234,22 +258,31 @@ static int is_std_module(const char *name) {
 ** (it was made in place, or comes from a path only this state has), and
 ** which name won depended on the order of a hash table. Walking every
 ** module's fields costs ~30 us, so the map is kept in the registry and
-** made again only when the number of loaded modules changed. */
+** made again only when package.loaded changed (same_loaded, ~1 us). */
 static void push_mods(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
   int loaded = lua_gettop(L);
-  int count = lua_istable(L, loaded) ? count_loaded(L, loaded) : 0;
   lua_pushlightuserdata(L, (void *)&mods_count_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   int cached = (int)lua_tointeger(L, -1);
   lua_pop(L, 1);
+  lua_pushlightuserdata(L, (void *)&mods_snap_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, (void *)&mods_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
-  if (lua_istable(L, -1) && cached == count) {
-    lua_remove(L, loaded);
+  if (lua_istable(L, -1) && lua_istable(L, -2) &&
+      same_loaded(L, loaded, loaded + 1, cached)) {
+    lua_replace(L, loaded);
+    lua_settop(L, loaded);
     return;
   }
-  lua_pop(L, 1);
+  lua_settop(L, loaded);
+  int count = push_snapshot(L, loaded);
+  int snap = lua_gettop(L);
   lua_newtable(L);
   int mods = lua_gettop(L);
   if (count > 0) {
@@ -284,10 +317,14 @@ static void push_mods(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&mods_key);
   lua_pushvalue(L, mods);
   lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, (void *)&mods_snap_key);
+  lua_pushvalue(L, snap);
+  lua_rawset(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, (void *)&mods_count_key);
   lua_pushinteger(L, count);
   lua_rawset(L, LUA_REGISTRYINDEX);
-  lua_remove(L, loaded);
+  lua_replace(L, loaded);
+  lua_settop(L, loaded);
 }
 
 /* A module, or a module's C function: encode it by name. 1 if it was one,
@@ -295,6 +332,7 @@ static void push_mods(lua_State *L) {
 static int enc_module(struct enc *e, int idx) {
   lua_State *L = e->L;
   if (!e->have_mods) {
+    if (!lua_checkstack(L, 16)) return -1; /* push_mods' walk */
     push_mods(L);
     lua_replace(L, e->mods);
     e->have_mods = 1;
@@ -390,6 +428,7 @@ static int enc_function(struct enc *e, int idx) {
   rc = buf_size(e->b, code.n) || buf_put(e->b, code.p, code.n);
   weft__buf_free(&code);
   if (rc) return oom(e);
+  int self = e->nref; /* this function's reference number (remember) */
   int nup = 0;
   while (lua_getupvalue(L, idx, nup + 1) != NULL) {
     lua_pop(L, 1);
@@ -397,6 +436,23 @@ static int enc_function(struct enc *e, int idx) {
   }
   if (buf_size(e->b, (size_t)nup)) return oom(e);
   for (int i = 1; i <= nup; i++) {
+    /* Closures that share a variable share its upvalue (`inc` and `get`
+    ** over one `n`): the first one met carries the value, and the others
+    ** say whose upvalue it is, which the receiver joins. */
+    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+    lua_rawget(L, e->seen);
+    if (lua_isnumber(L, -1)) {
+      lua_Number at = lua_tonumber(L, -1);
+      lua_pop(L, 1);
+      size_t ref = (size_t)(at / 64), n = (size_t)at % 64;
+      if (buf_byte(e->b, C_UPVAL) || buf_size(e->b, ref) || buf_size(e->b, n))
+        return oom(e);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+    lua_pushnumber(L, (lua_Number)self * 64 + i); /* i <= 60 in LuaJIT */
+    lua_rawset(L, e->seen);
     const char *name = lua_getupvalue(L, idx, i);
     e->path[e->depth].kind = S_UPVAL;
     e->path[e->depth].name = name;
@@ -569,6 +625,26 @@ static int dec_module(struct dec *d, int field) {
   return -1;
 }
 
+/* f's upvalue i is the upvalue n of function ref, decoded before (or
+** being decoded: its value is set through either). */
+static int dec_upval(struct dec *d, int f, int i) {
+  lua_State *L = d->L;
+  size_t ref, n;
+  d->p++;
+  if (get_size(d, &ref) || get_size(d, &n) || ref == 0 ||
+      ref > (size_t)d->nref || n == 0 || n > 255)
+    return -1;
+  lua_rawgeti(L, d->refs, (int)ref);
+  int g = lua_gettop(L);
+  int ok = lua_isfunction(L, g) && !lua_iscfunction(L, g) &&
+           lua_getupvalue(L, g, (int)n) != NULL &&
+           lua_getupvalue(L, f, i) != NULL;
+  lua_settop(L, g);
+  if (ok) lua_upvaluejoin(L, f, i, g, (int)n);
+  lua_pop(L, 1);
+  return ok ? 0 : -1;
+}
+
 static int dec_function(struct dec *d) {
   lua_State *L = d->L;
   size_t n, nup;
@@ -583,6 +659,10 @@ static int dec_function(struct dec *d) {
   lua_rawseti(L, d->refs, ++d->nref);
   if (get_size(d, &nup)) return -1;
   for (size_t i = 1; i <= nup; i++) {
+    if (d->p < d->end && *d->p == C_UPVAL) {
+      if (dec_upval(d, f, (int)i)) return -1;
+      continue;
+    }
     if (dec_value(d)) return -1;
     if (lua_setupvalue(L, f, (int)i) == NULL) lua_pop(L, 1);
   }

@@ -40,11 +40,8 @@ int luaopen_weft(lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   *box = weft_attach(L, NULL, NULL);
+  /* weft_attach anchors the thread that required it (a coroutine, may be). */
   if (*box == NULL) return luaL_error(L, "weft: cannot create the runtime");
-  /* The runtime keeps the thread that required it: anchor it, so that it
-  ** outlives the runtime even when that was a coroutine. */
-  lua_pushthread(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, "weft.thread");
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "loaded");
   lua_getfield(L, -1, "weft");

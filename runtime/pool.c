@@ -160,12 +160,27 @@ fail:
   return NULL;
 }
 
-/* The error handler of a job: {message, traceback}. */
+/* tostring_meta(v) -> v's __tostring result, or nothing. */
+static int tostring_meta(lua_State *L) {
+  return luaL_callmeta(L, 1, "__tostring") ? 1 : 0;
+}
+
+/* The error handler of a job: {message, traceback}. A __tostring that
+** fails is called protected: raising in the handler itself left the
+** caller "error in error handling", and the job's error was lost. The
+** message says what a task's failure says then. */
 static int on_error(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1))
+    lua_pushcfunction(L, tostring_meta);
+    lua_pushvalue(L, 1);
+    int rc = lua_pcall(L, 1, 1, 0);
+    if (rc == 0 && lua_isstring(L, -1))
       msg = lua_tostring(L, -1);
+    else if (rc != 0)
+      msg = lua_pushfstring(L, "error object whose __tostring failed: %s",
+                            lua_isstring(L, -1) ? lua_tostring(L, -1)
+                                                : "(not a string)");
     else
       msg = lua_pushfstring(L, "(error object is a %s value)",
                             luaL_typename(L, 1));
@@ -397,12 +412,26 @@ static int pool_size(const weft_runtime *rt) {
   return n > 0 ? (int)n : 1;
 }
 
+/* A copy of package[name] (path or cpath: the workers search as the main
+** state does), or "" if there is none. Raw reads of the package library
+** itself, not the global `package`, which a program may have removed or
+** replaced: this must not raise once pool_get has allocated. */
 static char *field_copy(lua_State *L, const char *name) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, name);
-  const char *s = lua_tostring(L, -1);
+  const char *s = NULL;
+  int top = lua_gettop(L);
+  lua_pushliteral(L, "_LOADED");
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (lua_istable(L, -1)) {
+    lua_pushliteral(L, "package");
+    lua_rawget(L, -2);
+    if (lua_istable(L, -1)) {
+      lua_pushstring(L, name);
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TSTRING) s = lua_tostring(L, -1);
+    }
+  }
   char *c = strdup(s ? s : "");
-  lua_pop(L, 2);
+  lua_settop(L, top);
   return c;
 }
 

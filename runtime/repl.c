@@ -99,20 +99,31 @@ static int lprint(lua_State *L) {
   return 0;
 }
 
+/* Load src wrapped in fmt (one %s); 0 with the chunk pushed, or not 0. */
+static int load_wrapped(lua_State *L, const char *fmt, const char *src) {
+  lua_pushfstring(L, fmt, src);
+  int rc = luaL_loadbuffer(L, lua_tostring(L, -1), lua_objlen(L, -1), "=stdin");
+  lua_remove(L, -2);
+  if (rc != 0) lua_pop(L, 1);
+  return rc;
+}
+
 /* Is src a complete chunk? 1: yes, with the chunk to run pushed (an
 ** expression is wrapped to return its values, as lua(1) prints them); 0:
 ** it needs more lines; -1: a syntax error, printed. */
 static int compile(lua_State *L, const char *src) {
+  const char *expr = src[0] == '=' ? src + 1 : src;
   /* select(1, ...) keeps every value and, unlike `return expr`, is not a
   ** tail call of expr's last function: error("x") still blames stdin:1.
-  ** The newline lets a line end in a comment. */
-  lua_pushfstring(L, "return select(1, %s\n)", src[0] == '=' ? src + 1 : src);
-  int rc = luaL_loadbuffer(L, lua_tostring(L, -1), lua_objlen(L, -1), "=stdin");
-  lua_remove(L, -2);
-  if (rc == 0) return 1;
-  lua_pop(L, 1);
+  ** The newline lets a line end in a comment. But a line is an expression
+  ** only if `return LINE` parses: `f() ) (g` is no expression, yet
+  ** `select(1, f() ) (g)` is one, and ran. */
+  if (load_wrapped(L, "return %s\n", expr) == 0) {
+    lua_pop(L, 1);
+    if (load_wrapped(L, "return select(1, %s\n)", expr) == 0) return 1;
+  }
   if (src[0] == '=') src++;
-  rc = luaL_loadbuffer(L, src, strlen(src), "=stdin");
+  int rc = luaL_loadbuffer(L, src, strlen(src), "=stdin");
   if (rc == 0) return 1;
   const char *msg = lua_tostring(L, -1);
   size_t n = strlen(msg);

@@ -394,6 +394,33 @@ int weft_run(weft_runtime *rt) {
 }
 
 /*
+** The tasks ready now, as weft.sched counts them (-1 if it cannot tell).
+** rt->ready is what the last tick counted; since then a callback may have
+** made tasks ready: an I/O completion during the step's last turn of the
+** loop, or a host's own Lua code that calls weft.go or ch:try_send between
+** steps. Runs Lua on L, so only where weft may (not from a callback of a
+** running step: see weft_next_timeout).
+*/
+static int lua_ready(weft_runtime *rt, lua_State *L) {
+  if (!lua_checkstack(L, 4)) return -1;
+  push_sched_fn(rt, L, "stats", 0);
+  if (lua_pcall(L, 0, 2, 0) != 0) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  return n;
+}
+
+/* Whether there is something to do at once: events to read (a post, a
+** finished job, an interrupt), or ready tasks. Unknown counts as yes. */
+static int due_now(weft_runtime *rt, lua_State *L) {
+  if (rt->ready > 0 || atomic_load(&rt->events) != 0) return 1;
+  return lua_ready(rt, L) != 0;
+}
+
+/*
 ** The budget holds: timers and resumes both stop at the deadline (tick),
 ** and what is left runs at the next step, in order. A failing top-level
 ** task is reported (on_error) in the step it fails in, not when the last
@@ -422,7 +449,10 @@ static int step(weft_runtime *rt, lua_State *L, double budget_ms) {
       break;
     }
     uv_run(rt->loop, UV_RUN_NOWAIT);
-    if (ready == 0 || weft__now(rt) >= deadline) {
+    /* That turn's callbacks may have made tasks ready or left events (a
+    ** finished job): go on with them, rather than return with nothing
+    ** due and the wake-up consumed, for a host to sleep on. */
+    if (weft__now(rt) >= deadline || (ready == 0 && !due_now(rt, L))) {
       rc = live;
       break;
     }
@@ -437,10 +467,13 @@ int weft_step(weft_runtime *rt, double budget_ms) {
   return free_if_asked(rt, step(rt, rt->L, budget_ms));
 }
 
-int weft_next_timeout(weft_runtime *rt) {
+/* weft_next_timeout; ask_lua: whether it may count ready tasks in Lua
+** (not when Lua calls it: core.timeout's caller has counted them). */
+static int next_timeout(weft_runtime *rt, int ask_lua) {
   double next;
-  if (rt == NULL) return WEFT_EINVAL;
-  if (rt->ready > 0) return 0;
+  if (rt->ready > 0 || atomic_load(&rt->events) != 0) return 0;
+  /* From a callback of a running step, the step goes on anyway. */
+  if (ask_lua && !rt->running && due_now(rt, rt->L)) return 0;
   /* An idle loop's backend timeout is 0 ("nothing to wait for"): here
   ** that means nothing is due, -1. */
   int ms = uv_loop_alive(rt->loop) ? uv_backend_timeout(rt->loop) : -1;
@@ -450,6 +483,11 @@ int weft_next_timeout(weft_runtime *rt) {
     if (ms < 0 || t < ms) ms = t;
   }
   return ms;
+}
+
+int weft_next_timeout(weft_runtime *rt) {
+  if (rt == NULL) return WEFT_EINVAL;
+  return next_timeout(rt, 1);
 }
 
 /* Cancel the root context, as weft.shutdown does. Run by lua_cpcall. */
@@ -496,7 +534,8 @@ int weft_is_stuck(weft_runtime *rt) {
   double next;
   if (rt == NULL) return WEFT_EINVAL;
   return rt->ready == 0 && !weft__timer_next(&rt->timers, &next) &&
-         !uv_loop_alive(rt->loop) && atomic_load(&rt->events) == 0;
+         !uv_loop_alive(rt->loop) && atomic_load(&rt->events) == 0 &&
+         (rt->running || lua_ready(rt, rt->L) == 0);
 }
 
 int weft_backend_fd(weft_runtime *rt) {
@@ -567,8 +606,12 @@ static int lcore_drain_posts(lua_State *L) {
     struct weft__post *next = p->next;
     if (lua_cpcall(L, call_post, p) != 0) {
       const char *msg = lua_tostring(L, -1);
-      weft__set_error(rt, msg ? msg : "error in a posted callback");
-      if (rt->cfg.on_error) rt->cfg.on_error(rt, rt->last_error, rt->cfg.ud);
+      if (msg == NULL) msg = "error in a posted callback";
+      weft__set_error(rt, msg);
+      /* The hook gets the Lua string, on the stack until the pop, not
+      ** rt->last_error: a weft call in the hook that fails replaces that
+      ** (a use after free). */
+      if (rt->cfg.on_error) rt->cfg.on_error(rt, msg, rt->cfg.ud);
       lua_pop(L, 1);
     }
     free(p);
@@ -633,9 +676,16 @@ static int lcore_step(lua_State *L) {
   return 1;
 }
 
+/* core.busy() -> whether a driver runs the runtime now (a step, a run, or
+** one of their callbacks, such as on_error). */
+static int lcore_busy(lua_State *L) {
+  lua_pushboolean(L, checkrt(L)->running);
+  return 1;
+}
+
 /* core.timeout() -> ms (-1: nothing due). */
 static int lcore_timeout(lua_State *L) {
-  lua_pushinteger(L, weft_next_timeout(checkrt(L)));
+  lua_pushinteger(L, next_timeout(checkrt(L), 0));
   return 1;
 }
 
@@ -661,6 +711,7 @@ static int luaopen_weft_core(lua_State *L) {
       {"drive", lcore_drive},
       {"step", lcore_step},
       {"timeout", lcore_timeout},
+      {"busy", lcore_busy},
       {"pollfd", lcore_pollfd},
       {"block", lcore_block},
       {NULL, NULL},
@@ -819,9 +870,27 @@ weft_runtime *weft_new(const weft_config *cfg) {
   return rt;
 }
 
+/* Anchor the running thread (L) in its registry. Run by lua_cpcall. */
+static int anchor_thread(lua_State *L) {
+  lua_pushthread(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "weft.thread");
+  return 0;
+}
+
 weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
                           const weft_config *cfg) {
-  return init(L, 0, loop, cfg);
+  weft_runtime *rt = init(L, 0, loop, cfg);
+  /* The runtime keeps L for weft_run, weft_step and weft_free: anchored,
+  ** it outlives the runtime even when it is a coroutine (weft.h asks for
+  ** the main thread, and `require "weft"` from a coroutine passes that
+  ** coroutine), which the collector took otherwise, and weft crashed. A
+  ** later attach replaces the anchor. */
+  if (rt != NULL && lua_cpcall(L, anchor_thread, NULL) != 0) {
+    lua_pop(L, 1);
+    weft_free(rt);
+    return NULL;
+  }
+  return rt;
 }
 
 static void on_close(uv_handle_t *h) {

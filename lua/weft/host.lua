@@ -20,10 +20,17 @@ local function to_stderr(_, line)
   io.stderr:flush()
 end
 
+-- outside(fname): step and shutdown are the host's, called between steps:
+-- not from a task, nor from a callback of a running step (an on_error
+-- hook), where shutdown would cancel every task before the step refused.
 local function outside(fname)
   if R.cur then
     error(("weft.%s: inside a task (a host calls it from outside)"):format(
       fname), 3)
+  end
+  if core.busy() then
+    error(("weft.%s: the runtime is running (called from one of its " ..
+      "callbacks; a host calls it between steps)"):format(fname), 3)
   end
   if R.on_error == nil then R.on_error = to_stderr end
 end

@@ -70,8 +70,9 @@ typedef struct weft_config {
 weft_runtime *weft_new(const weft_config *cfg);
 
 /* Create a runtime on an existing Lua state and loop; loop may be NULL for
-** a loop of its own. L should be the state's main thread (the runtime keeps
-** it for weft_run and weft_free); the state must outlive the runtime, and
+** a loop of its own. L is the state's main thread, or a coroutine, which
+** the runtime then keeps alive (it runs weft_run and weft_free on it); the
+** state must outlive the runtime, and
 ** weft_free does not close it. Do not call weft_free from a callback of the
 ** host's loop. A state has at most one runtime at a time: NULL when L
 ** already has one (or is NULL), or as weft_new. After weft_free the state
@@ -118,12 +119,14 @@ int weft_run(weft_runtime *rt);
 int weft_step(weft_runtime *rt, double budget_ms);
 
 /* Milliseconds until the runtime has something to do: 0 when tasks are
-** ready, -1 when nothing is due (only a post, a signal or I/O can wake
-** it). With weft_backend_fd, a host with its own event loop steps only
-** when needed (the cqueues protocol). WEFT_EINVAL for a NULL rt. */
+** ready (also those the host's own Lua code made ready since the last
+** step, with weft.go or ch:try_send) or a finished job or a post waits,
+** -1 when nothing is due (only a post, a signal or I/O can wake it). With
+** weft_backend_fd, a host with its own event loop steps only when needed
+** (the cqueues protocol). WEFT_EINVAL for a NULL rt. */
 int weft_next_timeout(weft_runtime *rt);
 
-/* 1 when, after the last step, nothing can ever wake a task: none is
+/* 1 when nothing can ever wake a task: none is
 ** ready, no timer is armed, no I/O is pending and no event is waiting
 ** (what weft_run reports as a deadlock when tasks are alive), else 0. A
 ** stepping host (the REPL) uses it to report a line that deadlocked. */
