@@ -881,10 +881,10 @@ weft_runtime *weft_attach(lua_State *L, uv_loop_t *loop,
                           const weft_config *cfg) {
   weft_runtime *rt = init(L, 0, loop, cfg);
   /* The runtime keeps L for weft_run, weft_step and weft_free: anchored,
-  ** it outlives the runtime even when it is a coroutine (weft.h asks for
-  ** the main thread, and `require "weft"` from a coroutine passes that
-  ** coroutine), which the collector took otherwise, and weft crashed. A
-  ** later attach replaces the anchor. */
+  ** it outlives the runtime even when it is a coroutine (a host may pass
+  ** one, and `require "weft"` from a coroutine passes that coroutine),
+  ** which the collector took otherwise, and weft crashed. A later attach
+  ** replaces the anchor. */
   if (rt != NULL && lua_cpcall(L, anchor_thread, NULL) != 0) {
     lua_pop(L, 1);
     weft_free(rt);
