@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "forked.h"
 #include "weft.h"
 
 static long long global_int(lua_State *L, const char *name) {
@@ -267,14 +268,6 @@ static void test_free_in_on_error_lua_run(void) {
 ** The runner
 ** --------------------------------------------------------------------- */
 
-struct test {
-  const char *name;
-  void (*fn)(void);
-};
-
-#define T(f)                                                                   \
-  { #f, f }
-
 int main(void) {
   static const struct test tests[] = {
       T(test_huge_sleep_does_not_spin),  T(test_reattach_does_not_leak),
@@ -284,24 +277,5 @@ int main(void) {
       T(test_free_in_on_error_attached), T(test_free_in_on_error_attached_step),
       T(test_free_in_on_error_shutdown), T(test_free_in_on_error_lua_run),
   };
-  int failed = 0;
-  for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) return 2;
-    if (pid == 0) {
-      tests[i].fn();
-      fflush(NULL);
-      _exit(failures ? 1 : 0);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) return 2;
-    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!ok) failed++;
-    fprintf(stderr, "%s %s", ok ? "ok  " : "FAIL", tests[i].name);
-    if (WIFSIGNALED(status)) fprintf(stderr, " (signal %d)", WTERMSIG(status));
-    fprintf(stderr, "\n");
-  }
-  if (failed) fprintf(stderr, "%d test(s) failed\n", failed);
-  return failed ? 1 : 0;
+  return run_forked(tests, sizeof tests / sizeof *tests);
 }

@@ -3,7 +3,7 @@
 ** embedding API (review 20): a stepping host that slept for ever while
 ** work waited, the message on_error got from a failing post, and a
 ** runtime attached to a coroutine. Each test runs in a child process of
-** its own, as in review17_test.c, so that a crash is reported by name.
+** its own (forked.h), so that a crash is reported by name.
 */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -12,10 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include "check.h"
+#include "forked.h"
 #include "weft.h"
 
 static long long global_int(lua_State *L, const char *name) {
@@ -167,12 +165,6 @@ static void test_attach_to_coroutine(void) {
   lua_close(L);
 }
 
-struct test {
-  void (*fn)(void);
-  const char *name;
-};
-#define T(f) {f, #f}
-
 int main(void) {
   static const struct test tests[] = {
       T(test_job_result_wakes_host),
@@ -182,24 +174,5 @@ int main(void) {
       T(test_on_error_message_survives_hook),
       T(test_attach_to_coroutine),
   };
-  int failed = 0;
-  for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) return 2;
-    if (pid == 0) {
-      tests[i].fn();
-      fflush(NULL);
-      _exit(failures ? 1 : 0);
-    }
-    int status;
-    if (waitpid(pid, &status, 0) != pid) return 2;
-    int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (!ok) failed++;
-    fprintf(stderr, "%s %s", ok ? "ok  " : "FAIL", tests[i].name);
-    if (WIFSIGNALED(status)) fprintf(stderr, " (signal %d)", WTERMSIG(status));
-    fprintf(stderr, "\n");
-  }
-  if (failed) fprintf(stderr, "%d test(s) failed\n", failed);
-  return failed ? 1 : 0;
+  return run_forked(tests, sizeof tests / sizeof *tests);
 }
