@@ -42,6 +42,10 @@ end
 -- counter_wait(c, t, ctx, fname) -> true | nil, err: t is the running task
 -- (S.cur) and ctx nil or a context, both checked by the caller: the checks
 -- of S.cur and S.wait_ctx would blame this function's caller, inside weft.
+-- Woken at zero, it waits again if the count went up meanwhile: with a
+-- limit, a go blocked on the slot takes it from the last task to end and
+-- starts its task before the waiter runs, and a wait that returned then
+-- ended the round under that task, whose error the next round wiped.
 local function counter_wait(c, t, ctx, fname)
   if c.n == 0 then
     -- Nothing to wait for, but a wait in a cancelled scope still fails.
@@ -49,7 +53,11 @@ local function counter_wait(c, t, ctx, fname)
     if n and n.cerr then return S.refuse(t, n) end
     return true
   end
-  return wait_on(c.q, nil, ctx, fname)
+  while true do
+    local ok, err = wait_on(c.q, nil, ctx, fname)
+    if not ok then return nil, err end
+    if c.n == 0 then return true end
+  end
 end
 
 -- optctx(ctx, argn, fname) -> ctx when it is nil or a context; else it

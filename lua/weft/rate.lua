@@ -241,38 +241,18 @@ function Limiter:set_burst(b)
   self:set_burst_at(now(), b)
 end
 
+local wait_any
+
 -- limiter:wait([n] [, ctx]) -> true | nil, err: wait until n events may
 -- happen. Fails at once (kind "rate") when n > burst (with a finite limit),
--- or when the wait would end after ctx's deadline; on cancellation while
--- waiting, the reservation is given back.
+-- or when the wait would end at or after ctx's deadline; on cancellation
+-- while waiting, the reservation is given back.
 function Limiter:wait(n, ctx)
   checkmt(self, LimiterMT, 1, "wait")
   local argctx = 2
   if n ~= nil and type(n) ~= "number" then n, ctx, argctx = nil, n, 1 end
   n = checkn(n, 1, "wait")
-  local t = S.cur("wait")
-  ctx = S.wait_ctx(t, ctx, argctx, "wait")
-  if n > self.bur and self.lim ~= INF then
-    return nil, errors.new("rate", format("rate: wait(n=%d) exceeds " ..
-      "limiter's burst %d", n, self.bur))
-  end
-  local cerr = ctx:err()
-  if cerr then return nil, cerr end
-  local at = now()
-  local max_wait = huge
-  local deadline = ctx:deadline()
-  if deadline then max_wait = deadline - at end
-  local r = reserve(self, at, n, max_wait)
-  if not r.ok then
-    return nil, errors.new("rate", format("rate: wait(n=%d) would exceed " ..
-      "context deadline", n))
-  end
-  local delay = r:delay_from(at)
-  if delay == 0 then return true end
-  local ok, err = S.sleep(delay, ctx)
-  if ok then return true end
-  r:cancel()
-  return nil, err
+  return wait_any(self, n, S.wait_ctx(S.cur("wait"), ctx, argctx, "wait"))
 end
 
 function LimiterMT.__tostring(l)
@@ -363,10 +343,16 @@ function M.multi(...)
   return setmetatable({ ls = ls }, MultiMT)
 end
 
--- The most restrictive limit and burst, the fewest tokens.
+-- The most restrictive limit and burst, the fewest tokens: computed each
+-- time, as limits change (set_limit) after the multi sorted them.
 function Multi:limit()
   checkmt(self, MultiMT, 1, "limit")
-  return self.ls[1]:limit()
+  local m = huge
+  for _, l in ipairs(self.ls) do
+    local x = l:limit()
+    if x < m then m = x end
+  end
+  return m
 end
 
 function Multi:burst()
@@ -477,20 +463,61 @@ function Multi:reserve(n)
   return multi_reserve(self, now(), checkn(n, 1, "reserve"), huge)
 end
 
--- multi:wait([n] [, ctx]) -> true | nil, err: wait on each limiter in turn,
--- most restrictive first (the book's MultiLimiter).
+-- multi:wait([n] [, ctx]) -> true | nil, err: as limiter:wait, on every
+-- limiter at once: one reservation on all of them, and one sleep for the
+-- longest delay. (Waiting on each in turn, as the book's MultiLimiter
+-- does, spent the first ones' tokens and time before a later one refused:
+-- n over its burst, or its wait past the deadline.)
 function Multi:wait(n, ctx)
   checkmt(self, MultiMT, 1, "wait")
   local argctx = 2
   if n ~= nil and type(n) ~= "number" then n, ctx, argctx = nil, n, 1 end
   n = checkn(n, 1, "wait")
-  -- Checked here, so that a bad argument blames the caller, not this loop.
-  S.wait_ctx(S.cur("wait"), ctx, argctx, "wait")
-  for _, l in ipairs(self.ls) do
-    local ok, err = l:wait(n, ctx)
-    if not ok then return nil, err end
+  return wait_any(self, n, S.wait_ctx(S.cur("wait"), ctx, argctx, "wait"))
+end
+
+-- exceeded(l, n) -> the burst that n exceeds, of l or of one of its
+-- limiters (l a limiter or a multi) with a finite limit; or nil.
+local function exceeded(l, n)
+  if getmetatable(l) == LimiterMT then
+    if n > l.bur and l.lim ~= INF then return l.bur end
+    return nil
   end
-  return true
+  for _, x in ipairs(l.ls) do
+    local b = exceeded(x, n)
+    if b then return b end
+  end
+  return nil
+end
+
+-- wait_any(l, n, ctx) -> true | nil, err: the wait of a limiter or a
+-- multi, its arguments checked. A wait that would end at the deadline
+-- itself fails at once too: the deadline's timer fires first, and the
+-- wait slept for nothing (then gave its tokens back).
+function wait_any(l, n, ctx)
+  local b = exceeded(l, n)
+  if b then
+    return nil, errors.new("rate", format("rate: wait(n=%d) exceeds " ..
+      "limiter's burst %d", n, b))
+  end
+  local cerr = ctx:err()
+  if cerr then return nil, cerr end
+  local at = now()
+  local max_wait = huge
+  local deadline = ctx:deadline()
+  if deadline then max_wait = deadline - at end
+  local r = reserve_any(l, at, n, max_wait)
+  local delay = r.ok and r:delay_from(at) or huge
+  if not r.ok or (deadline and delay > 0 and delay >= max_wait) then
+    if r.ok then r:cancel_at(at) end
+    return nil, errors.new("rate", format("rate: wait(n=%d) would exceed " ..
+      "context deadline", n))
+  end
+  if delay == 0 then return true end
+  local ok, err = S.sleep(delay, ctx)
+  if ok then return true end
+  r:cancel()
+  return nil, err
 end
 
 function MultiMT.__tostring(m)

@@ -57,6 +57,9 @@ end
 -- delay(o, i) -> the wait after attempt i
 function M.delay(o, i)
   local d = o.min * o.factor ^ (i - 1)
+  -- min 0 and factor^(i-1) past the largest double (attempt 1025 at the
+  -- default factor 2) is 0 * inf: NaN, which no clamp below catches.
+  if d ~= d then d = o.min end
   if o.jitter > 0 then
     d = d * (1 + o.jitter * (2 * (S.random(1000000) - 1) / 999999 - 1))
   end

@@ -132,7 +132,12 @@ function M.steward(opts)
         "after %d restart%s in %g s; last failure: %s", name, n,
         n == 1 and "" or "s", within, errors.describe(last_failure)),
         last_failure)
-      log(err.message)
+      local ok, lerr = pcall(log, err.message)
+      if not ok then
+        -- The heartbeat is closed already; the ward gone: say both.
+        error(format("steward: log of %s raised: %s (while giving up: %s)",
+          name, errors.describe(lerr), err.message), 0)
+      end
       return nil, err
     end
 
@@ -159,6 +164,18 @@ function M.steward(opts)
       gen.cancel()
       hb:close()
       error(msg, 0)
+    end
+
+    -- user(what, fn, ...) -> fn(...): a callback of the configuration (log,
+    -- backoff), protected: one that raised skipped fail, and left the
+    -- heartbeat open and ticking, so that whoever listened hung for ever.
+    local function user(what, fn, ...)
+      local ok, v = pcall(fn, ...)
+      if not ok then
+        fail(format("steward: %s of %s raised: %s", what, name,
+          errors.describe(v)))
+      end
+      return v
     end
 
     local ticks = hb:ticks()
@@ -200,10 +217,10 @@ function M.steward(opts)
         gen.cancel(why)
         -- Giving up says why itself; only a restart is logged here.
         if not spend(why) then return give_up() end
-        log(format("steward: %s %s; restarting", name, what))
+        user("log", log, format("steward: %s %s; restarting", name, what))
         local pause = backoff
         if type(backoff) == "function" then
-          pause = backoff(#restarts)
+          pause = user("backoff", backoff, #restarts)
           if type(pause) ~= "number" or pause ~= pause or pause < 0 then
             fail(format("steward: backoff(%d) returned %s (non-negative " ..
               "number expected)", #restarts, type(pause) == "number" and
