@@ -474,12 +474,24 @@ local unpark
 -- the waker passes. A task is always a member of its own context's node
 -- (see set_ctx), where cancellation finds it; only a wait under another
 -- context registers with that context's node.
+--
+-- A finalizer may run in any allocation (ext here, the caller's queue
+-- entry or job record) and cancel ctx between the caller's check and the
+-- registration: its cancel then found t not parked yet, and t would have
+-- slept on under a cancelled context. So park checks again, once t is
+-- where cancel finds it, and wakes t as cancel would have. (In compiled
+-- code the check folds into the caller's: finalizers run only from the
+-- interpreter.)
 local function park(t, w, ctx)
   t[T_WAIT] = w
+  local n = ctx.node
   if ctx ~= t[T_CTX] then
     ext(t).wctx = ctx
-    local n = ctx.node
     if n then n.blocked[t] = true end
+  end
+  if n and n.cerr then
+    unpark(t)
+    wake(t, nil, n.cerr)
   end
 end
 S.park = park
