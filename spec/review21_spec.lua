@@ -68,3 +68,24 @@ describe("review 21: cancelled while registering a wait", function()
       for _, tg in ipairs(joined) do tg:cancel() end
     end))
 end)
+
+describe("review 21: a deadlock report", function()
+  -- A child's failure waits in its parent until the parent finishes; a
+  -- child shielded under background kept it from finishing, the program
+  -- deadlocked, and the report said nothing of the failure.
+  it("shows the child failure its task holds", function()
+    local out, status = H.sh(H.weft_bin .. " " .. H.script([[
+      weft.spawn { name = "cleanup", fn = function()
+        weft.chan():recv(weft.background())
+      end }
+      weft.spawn { name = "worker", fn = function()
+        weft.sleep(0.01)
+        error("worker failed: disk full")
+      end }
+    ]]) .. " 2>&1")
+    assert.equal(1, status, out)
+    assert.truthy(out:find("all tasks are asleep - deadlock!", 1, true), out)
+    assert.truthy(out:find("\na child failed: [^\n]*worker failed: disk full"),
+      out)
+  end)
+end)

@@ -1904,12 +1904,24 @@ S.all_tasks = all_tasks
 -- and where (Go's "all goroutines are asleep").
 -- dump(headline) -> text naming every unfinished task, what it waits on
 -- and where, as Go prints goroutines.
+--
+-- A task's child failure that waits for the task to finish is shown: when
+-- a shielded child (one waiting under weft.background()) keeps the task
+-- from finishing, a deadlock report was all the program said, and the
+-- failure that cancelled the rest was never seen.
 local function dump(headline, list)
   local out = { headline }
   for _, t in ipairs(list or all_tasks()) do
     out[#out + 1] = ""
     out[#out + 1] = format("task %d %q [%s]:", t[T_ID], task_name(t),
       describe_wait(t))
+    local x = t[T_X]
+    if x and x.child_err ~= nil then
+      local more = x.cothers and #x.cothers or 0
+      out[#out + 1] = format("a child failed: %s%s",
+        errors.describe(x.child_err), more > 0 and
+        format(" (and %d more)", more) or "")
+    end
     local tb = task_traceback(t)
     if tb then out[#out + 1] = tb end
   end
