@@ -89,3 +89,29 @@ describe("review 21: a deadlock report", function()
       out)
   end)
 end)
+
+describe("review 21: weft.scope in a coroutine", function()
+  -- The scope put back the context of the task that entered it, even when
+  -- another task resumed the coroutine and ended the scope after the first
+  -- had finished: set_ctx brought the finished task back to life.
+  it("ended by another task, leaves the finished one finished",
+    H.task(function()
+      local co
+      local a = weft.go(function()
+        co = coroutine.create(function()
+          weft.scope(function() coroutine.yield("in scope") end)
+          return "scope ended"
+        end)
+        assert.equal("in scope", select(2, coroutine.resume(co)))
+        return "A done"
+      end)
+      assert.equal("A done", a:join())
+      local b = weft.go(function() return coroutine.resume(co) end)
+      assert.same({ true, "scope ended" }, { b:join() })
+      assert.is_true(a:done())
+      for _, info in ipairs(weft.tasks()) do
+        assert.are_not.equal(a:id(), info.id)
+      end
+      assert.equal("A done", a:join(weft.with_timeout(0.2)))
+    end))
+end)

@@ -211,7 +211,10 @@ function M.scope(fn, opts)
   local saved = t[T_CTX]
   S.set_ctx(t, c)
   local r = pack(xpcall(fn, S.trap, c))
-  S.set_ctx(t, saved)
+  -- Put back only what this scope set: a coroutine that yielded inside it
+  -- and was resumed by another task ends it there, when t may have
+  -- finished (its context false), and set_ctx brought t back to life.
+  if t[T_CTX] == c then S.set_ctx(t, saved) end
   node_cancel(c, SCOPE_END)
   if not r[1] then error(r[2], 0) end
   return unpack(r, 2, r.n)
