@@ -20,7 +20,7 @@ local function stress(make)
       getmetatable(p).__gc = function() cancel("from __gc") end
     end
     pending[#pending + 1] = { make(c), c }
-    local junk = {}
+    local junk = {} -- luacheck: ignore 241 (garbage, to drive the collector)
     for k = 1, (iter % 7) * 10 do junk[k] = { k } end
     if iter % 50 == 0 then
       weft.yield()
