@@ -115,3 +115,37 @@ describe("review 21: weft.scope in a coroutine", function()
       assert.equal("A done", a:join(weft.with_timeout(0.2)))
     end))
 end)
+
+describe("review 21: virtual time and background timers", function()
+  -- A ticker nobody receives from moved the clock for ever, at full CPU,
+  -- while the bubble's task was blocked for ever: no deadlock reported.
+  -- In a process of its own, under `timeout`: the bug spun for ever.
+  it("a forgotten ticker does not hide a deadlock", function()
+    local out, status = H.sh("timeout 20 " .. H.weft_bin .. " " .. H.script([[
+      local ok, err = weft.virtual_time(function()
+        weft.ticker(1)
+        weft.after(5)
+        return weft.chan():recv()
+      end)
+      print(ok, err.kind)
+    ]]) .. " 2>&1")
+    assert.equal(0, status, out)
+    assert.equal("nil\tdeadlock\n", out)
+  end)
+
+  -- A timer that will wake a task keeps the clock moving past them.
+  it("a sleep far beyond the ticks still ends", H.vtask(function()
+    local _, stop = weft.ticker(1)
+    assert.is_true(weft.sleep(5000))
+    assert.equal(5000, weft.now())
+    stop()
+  end))
+
+  it("a task receiving from a ticker keeps the clock moving",
+    H.vtask(function()
+      local tk, stop = weft.ticker(1)
+      for _ = 1, 3000 do assert(tk:recv()) end
+      assert.equal(3000, weft.now())
+      stop()
+    end))
+end)

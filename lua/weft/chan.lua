@@ -342,6 +342,12 @@ function R.after_fire(c, at)
   end
 end
 
+-- after_waited(c) -> true if a task waits to receive from the weft.after
+-- or weft.ticker channel state c (its timer would wake it).
+function R.after_waited(c)
+  return S.wq_ready(c.rq)
+end
+
 -- weft.after(seconds) -> a channel that receives weft.now() once, after
 -- `seconds`.
 function M.after(s)

@@ -330,18 +330,46 @@ local clocks = {}
 
 -- advance() -> true if some clock moved: every task is blocked, so each
 -- virtual clock jumps to its next deadline and fires what is due then.
+--
+-- A clock moves only if some timer of it can wake a task: a ticker or a
+-- weft.after that nobody waits on cannot, and with the bubble's tasks
+-- blocked for ever it ran the clock for ever, at full CPU, with no
+-- deadlock reported (Go's synctest lesson, SEMANTICS.md 9). Asking costs a
+-- walk of the clock's timers, so it is asked only after IDLE_ADVANCES
+-- moves in a row that woke nobody; until a move wakes a task again. Not
+-- moving leaves the tick with nothing ready: the driver then reports the
+-- bubble's deadlock (S.idle), or waits for I/O that may wake a task.
+local IDLE_ADVANCES = 1000
+
+-- can_wake(c) -> true if a timer of clock c can make a task ready: a
+-- sleep, a deadline (conservatively), or a weft.after/weft.ticker channel
+-- that a task waits to receive from.
+local function can_wake(c)
+  local keys, n = vclock.timers(c)
+  for i = 1, n do
+    local g = tgt[-keys[i]]
+    local mt = getmetatable(g)
+    if mt == TaskMT or mt == CtxMT or (g and R.after_waited(g)) then
+      return true
+    end
+  end
+  return false
+end
+
 local function advance()
   local moved = false
   for i = 1, #clocks do
     local c = clocks[i]
     local d = not c.stopped and vclock.next(c)
-    if d then
+    if d and (c.idle < IDLE_ADVANCES or can_wake(c)) then
+      local woke = fill_n
       if d > c.now then c.now = d end
       local k = vclock.pop(c)
       while k do
         fire(-k, c.now)
         k = vclock.pop(c)
       end
+      c.idle = fill_n > woke and 0 or c.idle + 1
       moved = true
     end
   end
@@ -1058,6 +1086,7 @@ end
 local function bubble(t)
   local c = vclock.new()
   c.root = t
+  c.idle = 0 -- moves in a row that woke no task (see advance)
   ext(t).clock = c
   t[T_BORN] = 0
   clocks[#clocks + 1] = c

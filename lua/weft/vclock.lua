@@ -123,6 +123,11 @@ function M.pop(c)
   return k
 end
 
+-- timers(c) -> c's timer keys (an array, in heap order) and their count.
+function M.timers(c)
+  return c.heap, c.n
+end
+
 -- deadline(k) -> the deadline of timer k, or nil when it is not armed.
 function M.deadline(k)
   return when[k]
