@@ -439,7 +439,8 @@ static int enc_function(struct enc *e, int idx) {
     /* Closures that share a variable share its upvalue (`inc` and `get`
     ** over one `n`): the first one met carries the value, and the others
     ** say whose upvalue it is, which the receiver joins. */
-    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+    void *id = lua_upvalueid(L, idx, i);
+    lua_pushlightuserdata(L, id);
     lua_rawget(L, e->seen);
     if (lua_isnumber(L, -1)) {
       lua_Number at = lua_tonumber(L, -1);
@@ -450,7 +451,7 @@ static int enc_function(struct enc *e, int idx) {
       continue;
     }
     lua_pop(L, 1);
-    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+    lua_pushlightuserdata(L, id);
     lua_pushnumber(L, (lua_Number)self * 64 + i); /* i <= 60 in LuaJIT */
     lua_rawset(L, e->seen);
     const char *name = lua_getupvalue(L, idx, i);
