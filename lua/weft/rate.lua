@@ -247,13 +247,18 @@ local wait_any
 -- happen. Fails at once (kind "rate") when n > burst (with a finite limit),
 -- or when the wait would end at or after ctx's deadline; on cancellation
 -- while waiting, the reservation is given back.
-function Limiter:wait(n, ctx)
-  checkmt(self, LimiterMT, 1, "wait")
-  local argctx = 2
-  if n ~= nil and type(n) ~= "number" then n, ctx, argctx = nil, n, 1 end
-  n = checkn(n, 1, "wait")
-  return wait_any(self, n, S.wait_ctx(S.cur("wait"), ctx, argctx, "wait"))
+-- wait_method(MT) -> the wait method of limiters or multis (MT): its
+-- arguments checked, blaming the caller, then wait_any.
+local function wait_method(MT)
+  return function(self, n, ctx)
+    checkmt(self, MT, 1, "wait")
+    local argctx = 2
+    if n ~= nil and type(n) ~= "number" then n, ctx, argctx = nil, n, 1 end
+    n = checkn(n, 1, "wait")
+    return wait_any(self, n, S.wait_ctx(S.cur("wait"), ctx, argctx, "wait"))
+  end
 end
+Limiter.wait = wait_method(LimiterMT)
 
 function LimiterMT.__tostring(l)
   return format("weft.rate.limiter: %g/s, burst %d, %g tokens", l.lim,
@@ -468,13 +473,7 @@ end
 -- longest delay. (Waiting on each in turn, as the book's MultiLimiter
 -- does, spent the first ones' tokens and time before a later one refused:
 -- n over its burst, or its wait past the deadline.)
-function Multi:wait(n, ctx)
-  checkmt(self, MultiMT, 1, "wait")
-  local argctx = 2
-  if n ~= nil and type(n) ~= "number" then n, ctx, argctx = nil, n, 1 end
-  n = checkn(n, 1, "wait")
-  return wait_any(self, n, S.wait_ctx(S.cur("wait"), ctx, argctx, "wait"))
-end
+Multi.wait = wait_method(MultiMT)
 
 -- exceeded(l, n) -> the burst that n exceeds, of l or of one of its
 -- limiters (l a limiter or a multi) with a finite limit; or nil.
